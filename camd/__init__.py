@@ -1,0 +1,3 @@
+"""camd: a camera daemon that streams MJPEG, saves stills and stays up."""
+
+__version__ = "0.1.0"

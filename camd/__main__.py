@@ -1,0 +1,155 @@
+"""camd's entry point: parse options, then wire the parts in the order data flows.
+
+source -> capture -> hub -> fan-out and web app -> HTTP server; torn down in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from camd import cli
+from camd.settings import Settings, SettingsError
+from camd.users import Users
+
+log = logging.getLogger("camd")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "info") -> None:
+    # journald stamps each line itself; a terminal wants the time.
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else LOG_FORMAT
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = cli.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "passwd":
+            return cli.cmd_passwd(args)
+        if args.command == "probe":
+            return cli.cmd_probe(args)
+        return run(cli.settings_from(args))
+    except SettingsError as exc:
+        sys.stderr.write(f"camd: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        log.critical("fatal: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        return 1
+
+
+class Signals:
+    """Signal handlers only set flags; the main loop acts on them."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.wake = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.reload.set()
+        self.wake.set()
+
+
+def run(settings: Settings) -> int:
+    """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds."""
+    from camd.capture import Capture
+    from camd.fanout import Fanout
+    from camd.hub import Hub
+    from camd.server import WebServer
+    from camd.sources import Source, make_source
+    from web import create_app
+
+    setup_logging(settings.log_level)
+    log.info("camd starting with %s", settings.public_view())
+    signals = Signals()
+    signals.install()
+
+    users = _prepare_users(settings)
+    first_source = [make_source(settings)]  # a bad source spec stops us here, before anything runs
+
+    def open_source() -> Source:
+        # Each (re)open gets a fresh source object: a worker stuck in a read keeps its own.
+        return first_source.pop() if first_source else make_source(settings)
+
+    hub = Hub(settings.jpeg_quality)
+    capture = Capture(settings, open_source, hub)
+    fanout = Fanout(hub, settings.max_clients)
+    app = create_app(settings, hub, fanout, users)
+    server = WebServer(
+        app, settings.host, settings.port, max_clients=settings.max_clients,
+        tls_cert=settings.tls_cert, tls_key=settings.tls_key,
+    )  # fmt: skip
+
+    capture.start()
+    fanout.start()
+    try:
+        server.start()
+    except OSError as exc:
+        fanout.stop()
+        capture.stop()
+        raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    log.info("serving on %s (live view: %slive)", server.url(settings.host), server.url(settings.host))
+
+    while not signals.stop.is_set():
+        signals.wake.wait(1.0)
+        signals.wake.clear()
+        if signals.reload.is_set():
+            signals.reload.clear()
+            users.reload()
+
+    log.info("stopping")
+    fanout.stop()
+    server.stop()
+    capture.stop()
+    log.info("stopped")
+    return 0
+
+
+def _prepare_users(settings: Settings) -> Users:
+    from camd import users as users_module
+
+    try:
+        password = users_module.ensure_first_user(settings.users_path)
+    except users_module.UsersError as exc:
+        raise SettingsError(f"users_file={str(settings.users_path)!r}: {exc}") from None
+    if password is not None:
+        _announce_password(settings, password)
+    return users_module.Users(settings.users_path)
+
+
+def _announce_password(settings: Settings, password: str) -> None:
+    """Tell the first password to the person at the terminal, and never to a log."""
+    from camd import users as users_module
+
+    how = "change it with: camd passwd admin"
+    if sys.stdout.isatty():
+        sys.stdout.write(f"\n  First start: created user 'admin' with password: {password}\n  ({how})\n\n")
+        sys.stdout.flush()
+        return
+    path = settings.state_path / users_module.INITIAL_PASSWORD_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    log.warning("first start: created user 'admin'; its password is in %s (%s)", path, how)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The command line: ``camd run``, ``camd passwd``, ``camd probe``, built from the settings table."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from pathlib import Path
+
+import camd
+from camd import settings as settings_module
+from camd import users as users_module
+from camd.settings import FIELDS, Settings, SettingsError
+
+COMMANDS = ("run", "passwd", "probe")
+# Settings that only make sense for the daemon itself; probe takes the rest.
+CAPTURE_SETTINGS = (
+    "source", "width", "height", "fps", "fourcc", "passthrough", "jpeg_quality",
+    "warmup_delay", "warmup_frames", "warmup_max", "stall_timeout", "state_dir", "log_level",
+)  # fmt: skip
+FILE_SETTINGS = ("state_dir", "users_file")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _default_text(name: str) -> str:
+    field = FIELDS[name]
+    default = field.default
+    if default is None:
+        return ""
+    if name.endswith(("_delay", "_max", "_timeout", "_interval", "_age")):
+        return f" (default: {default:g}s)"
+    if isinstance(default, bool):
+        return f" (default: {'on' if default else 'off'})"
+    return f" (default: {default})"
+
+
+def _add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    group = parser.add_argument_group(
+        "settings", "each is also CAMD_<NAME> in the environment and <name> in the TOML file"
+    )
+    for name, field in FIELDS.items():
+        if names is not None and name not in names:
+            continue
+        meta = field.metadata
+        allowed = settings_module.describe_range(name)
+        text = meta["help"] + _default_text(name) + (f"; {allowed}" if allowed else "")
+        flag = settings_module.flag_name(name)
+        if meta["parse"] is settings_module.parse_bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=text)  # fmt: skip
+        else:
+            metavar = meta["metavar"] or name.upper()
+            group.add_argument(flag, dest=name, metavar=metavar, default=argparse.SUPPRESS,
+                               help=text.replace("%", "%%"))  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camd",
+        description="A camera daemon: a live MJPEG stream, stills on the clock, basic auth.",
+        epilog="Without a command, camd runs the daemon (camd run).",
+    )
+    parser.add_argument("--version", action="version", version=f"camd {camd.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run the daemon (the default)", formatter_class=_Formatter,
+        description="Run the daemon: capture, stream, stills, web server.",
+    )  # fmt: skip
+    run.add_argument("--config", type=Path, metavar="FILE",
+                     help=f"TOML settings file (default: {settings_module.DEFAULT_CONFIG} when present)")  # fmt: skip
+    _add_settings(run)
+
+    passwd = commands.add_parser(
+        "passwd", help="set or delete a user's password",
+        description="Ask for a password twice (or read one line from standard input when it is "
+        "not a terminal) and store its salted hash in the users file.",
+    )  # fmt: skip
+    passwd.add_argument("user", metavar="USER")
+    passwd.add_argument("--delete", action="store_true", help="remove the user instead")
+    passwd.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    _add_settings(passwd, FILE_SETTINGS)
+
+    probe = commands.add_parser(
+        "probe", help="open the source, report what it gives, save one test still", formatter_class=_Formatter,
+        description="Open the source, warm it up, print backend, resolution, fps, pixel format and "
+        "warm-up result, and write one still.",
+    )  # fmt: skip
+    probe.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    probe.add_argument("--output", type=Path, metavar="FILE", default=Path("camd-probe.jpg"),
+                       help="where to write the test still")  # fmt: skip
+    _add_settings(probe, CAPTURE_SETTINGS)
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse the command line; a missing command means ``run``."""
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["run", *argv]
+    return build_parser().parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags = {name: value for name, value in vars(args).items() if name in FIELDS}
+    return settings_module.load(flags, config=getattr(args, "config", None))
+
+
+# --- camd passwd -------------------------------------------------------------------
+
+
+def read_new_password() -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+    else:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SettingsError("passwd: the two passwords differ; nothing changed")
+    if len(password) < 8:
+        raise SettingsError("passwd: a password needs at least 8 characters; nothing changed")
+    return password
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    path = settings.users_path
+    try:
+        users_module.check_name(args.user)
+        if args.delete:
+            if not users_module.delete_user(path, args.user):
+                sys.stderr.write(f"camd: no user {args.user!r} in {path}\n")
+                return 1
+            sys.stdout.write(f"deleted {args.user} from {path}\n")
+            return 0
+        users_module.set_password(path, args.user, read_new_password())
+    except users_module.UsersError as exc:
+        raise SettingsError(f"passwd: {exc}") from None
+    (settings.state_path / users_module.INITIAL_PASSWORD_FILE).unlink(missing_ok=True)
+    sys.stdout.write(f"password for {args.user} saved in {path}\n")
+    return 0
+
+
+# --- camd probe ----------------------------------------------------------------------
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from camd.capture import Capture
+    from camd.hub import LIVE, Hub
+    from camd.sources import make_source
+
+    settings = settings_from(args)
+    make_source(settings)  # a bad spec is a usage error before anything opens
+    hub = Hub(settings.jpeg_quality)
+    capture = Capture(settings, lambda: make_source(settings), hub)
+    limit = settings.warmup_delay + settings.warmup_max + settings.stall_timeout + 5
+    capture.start()
+    try:
+        deadline = time.monotonic() + limit
+        while hub.camera.state != LIVE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        frame = hub.latest_live
+        camera = hub.camera
+    finally:
+        capture.stop()
+    if frame is None:
+        sys.stderr.write(
+            f"camd: {settings.source}: no valid frame within {limit:.0f}s ({camera.error or camera.state})\n"
+        )
+        return 1
+    args.output.write_bytes(frame.jpeg())
+    lines = [
+        f"source:       {camera.source}",
+        f"backend:      {camera.backend}",
+        f"resolution:   {camera.width}x{camera.height}",
+        f"fps:          {camera.fps:g}",
+        f"pixel format: {camera.pixel_format or 'BGR'}{' (JPEG passthrough)' if camera.passthrough else ''}",
+        f"warm-up:      {camera.warmup_frames} frames in {camera.warmup_seconds:.2f}s, "
+        f"{'settled' if camera.warmup_settled else 'did not settle'}",
+        f"test still:   {os.path.abspath(args.output)}",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0

@@ -1,0 +1,292 @@
+"""Fan-out: one thread writes each new frame to every stream viewer with non-blocking sends.
+
+The web server authenticates a viewer and sends the response headers as for any
+other request, then lends the viewer's socket to this thread until the viewer
+goes away. Every viewer is sent the same bytes object (built once per frame),
+so the cost per viewer per frame is one ``send`` call. A viewer that cannot keep
+up is never queued for: it finishes the part it is on and then gets the newest
+frame, and one that makes no progress for ``write_timeout`` is dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+from camd.frames import Frame
+from camd.hub import Hub
+
+log = logging.getLogger(__name__)
+
+WRITE_TIMEOUT = 20.0
+_IN = select.EPOLLIN | select.EPOLLRDHUP
+_OUT = select.EPOLLOUT
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One connected stream viewer, as the fan-out thread sees it."""
+
+    sock: socket.socket
+    chunked: bool
+    interval: float  # seconds between frames for this viewer; 0 = every frame
+    last_seq: int
+    timeout: float | None = None  # the socket's timeout, given back when the viewer ends
+    fd: int = -1
+    done: threading.Event = field(default_factory=threading.Event)
+    buffer: memoryview | None = None
+    offset: int = 0
+    due: float = 0.0
+    progress_at: float = 0.0
+    writing: bool = False
+    frames_sent: int = 0
+    reason: str = ""
+
+    def wait(self) -> str:
+        """Block the calling (server) thread until the viewer has ended; return why."""
+        self.done.wait()
+        return self.reason
+
+
+class Fanout:
+    """Writes frames from the hub to viewers' sockets from a single epoll thread."""
+
+    def __init__(self, hub: Hub, max_clients: int, write_timeout: float = WRITE_TIMEOUT) -> None:
+        self.hub = hub
+        self.max_clients = max_clients
+        self.write_timeout = write_timeout
+        self._slots = 0
+        self._slots_lock = threading.Lock()
+        self._pending: collections.deque[Viewer] = collections.deque()
+        self._viewers: dict[int, Viewer] = {}
+        self._epoll = select.epoll()
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake_fd, select.EPOLLIN)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="fanout", daemon=True)
+        self._new_frame = False
+
+    # --- admission ---------------------------------------------------------------
+
+    def reserve(self) -> bool:
+        """Take one of the ``max_clients`` viewer slots; False when all are taken."""
+        with self._slots_lock:
+            if self._stopping or self._slots >= self.max_clients:
+                return False
+            self._slots += 1
+            return True
+
+    def release(self) -> None:
+        with self._slots_lock:
+            self._slots -= 1
+
+    @property
+    def viewers(self) -> int:
+        return self._slots
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.hub.add_listener(self._on_publish)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """End every stream and the thread; viewers' server threads return at once."""
+        with self._slots_lock:
+            self._stopping = True
+        self.hub.remove_listener(self._on_publish)
+        self._wake()
+        self._thread.join(timeout)
+        for viewer in list(self._pending):
+            viewer.reason = "stopping"
+            viewer.done.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def attach(self, sock: socket.socket, *, chunked: bool, fps: float | None, last_seq: int) -> Viewer:
+        """Hand a viewer's socket (headers already sent) to the fan-out thread."""
+        viewer = Viewer(sock, chunked, 1.0 / fps if fps else 0.0, last_seq, timeout=sock.gettimeout())
+        if self._stopping:
+            viewer.reason = "stopping"
+            viewer.done.set()
+            return viewer
+        self._pending.append(viewer)
+        self._wake()
+        return viewer
+
+    # --- the thread -------------------------------------------------------------
+
+    def _on_publish(self, frame: Frame) -> None:
+        self._new_frame = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except BlockingIOError:
+            pass  # the counter is full of wake-ups already
+        except OSError:
+            if not self._stopping:
+                raise
+
+    def _run(self) -> None:
+        last_sweep = time.monotonic()
+        try:
+            while not self._stopping:
+                for fd, events in self._epoll.poll(1.0):
+                    if fd == self._wake_fd:
+                        self._drain_wake()
+                        continue
+                    viewer = self._viewers.get(fd)
+                    if viewer is None:
+                        continue
+                    if events & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
+                        self._on_readable(viewer)
+                    if events & select.EPOLLOUT and viewer.buffer is not None:
+                        self._send(viewer)
+                now = time.monotonic()
+                if now - last_sweep >= 1.0:
+                    last_sweep = now
+                    self._drop_stalled(now)
+        except Exception:
+            log.exception("the stream fan-out failed")
+        finally:
+            for viewer in list(self._viewers.values()):
+                self._end(viewer, "stopping")
+            for viewer in list(self._pending):
+                viewer.reason = "stopping"
+                viewer.done.set()
+            self._epoll.close()
+
+    def _drain_wake(self) -> None:
+        try:
+            os.eventfd_read(self._wake_fd)
+        except BlockingIOError:
+            pass
+        while self._pending:
+            self._add(self._pending.popleft())
+        if self._new_frame:
+            self._new_frame = False
+            frame = self.hub.latest
+            if frame is not None:
+                now = time.monotonic()
+                for viewer in list(self._viewers.values()):
+                    if viewer.buffer is None:
+                        self._offer(viewer, frame, now)
+
+    def _add(self, viewer: Viewer) -> None:
+        try:
+            viewer.sock.setblocking(False)
+            fd = viewer.sock.fileno()
+            self._epoll.register(fd, _IN)
+        except OSError as exc:
+            viewer.reason = f"gone before streaming: {exc}"
+            viewer.done.set()
+            return
+        viewer.fd = fd
+        self._viewers[fd] = viewer
+        viewer.due = time.monotonic() + viewer.interval
+        viewer.progress_at = time.monotonic()
+        frame = self.hub.latest
+        if frame is not None:
+            self._offer(viewer, frame, time.monotonic())
+
+    def _offer(self, viewer: Viewer, frame: Frame, now: float) -> None:
+        """Start sending ``frame`` to an idle viewer if it is new to it and due."""
+        if frame.seq <= viewer.last_seq:
+            return
+        if viewer.interval:
+            if now < viewer.due - 0.005:
+                return
+            # Keep to the viewer's grid; after a long gap start a new one.
+            viewer.due = max(viewer.due + viewer.interval, now)
+        try:
+            data = frame.part(viewer.chunked)
+        except Exception:
+            log.exception("cannot encode frame %d", frame.seq)
+            viewer.last_seq = frame.seq
+            return
+        viewer.buffer = memoryview(data)
+        viewer.offset = 0
+        viewer.last_seq = frame.seq
+        viewer.progress_at = now
+        self._send(viewer)
+
+    def _send(self, viewer: Viewer) -> None:
+        buffer = viewer.buffer
+        assert buffer is not None
+        try:
+            sent = viewer.sock.send(buffer[viewer.offset :])
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            self._end(viewer, f"send failed: {exc.strerror or exc}")
+            return
+        if sent:
+            viewer.offset += sent
+            viewer.progress_at = time.monotonic()
+            self.hub.counters.incr("stream_bytes_sent", sent)
+        if viewer.offset < len(buffer):
+            if not viewer.writing:
+                self._modify(viewer, _IN | _OUT)
+            return
+        viewer.buffer = None
+        viewer.frames_sent += 1
+        self.hub.counters.incr("stream_frames_sent")
+        if viewer.writing:
+            self._modify(viewer, _IN)
+        latest = self.hub.latest
+        if latest is not None and latest.seq > viewer.last_seq:
+            # A newer frame arrived while this one was on its way: send the newest now.
+            self._offer(viewer, latest, time.monotonic())
+
+    def _modify(self, viewer: Viewer, mask: int) -> None:
+        try:
+            self._epoll.modify(viewer.sock.fileno(), mask)
+            viewer.writing = bool(mask & _OUT)
+        except OSError as exc:
+            self._end(viewer, f"socket gone: {exc}")
+
+    def _on_readable(self, viewer: Viewer) -> None:
+        """A viewer sends nothing after its request; data here is noise, EOF means it left."""
+        try:
+            data = viewer.sock.recv(4096)
+        except _WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self._end(viewer, f"connection error: {exc.strerror or exc}")
+            return
+        if not data:
+            self._end(viewer, "viewer left")
+
+    def _drop_stalled(self, now: float) -> None:
+        for viewer in list(self._viewers.values()):
+            if viewer.buffer is not None and now - viewer.progress_at > self.write_timeout:
+                self._end(viewer, f"no progress for {self.write_timeout:g}s")
+
+    def _end(self, viewer: Viewer, reason: str) -> None:
+        if self._viewers.pop(viewer.fd, None) is not None:
+            try:
+                self._epoll.unregister(viewer.fd)
+            except OSError:
+                pass
+        try:
+            if viewer.buffer is not None and viewer.offset:
+                # Cut off inside a part: nothing sensible can follow on this connection.
+                viewer.sock.shutdown(socket.SHUT_RDWR)
+            viewer.sock.settimeout(viewer.timeout)
+        except OSError:
+            pass
+        viewer.reason = reason
+        log.debug("viewer ended after %d frames: %s", viewer.frames_sent, reason)
+        viewer.done.set()

@@ -1,0 +1,99 @@
+"""The HTTP server: cheroot, in this process, with a way to lend a stream's socket to the fan-out.
+
+cheroot is a production WSGI server (CherryPy's) that embeds cleanly: it runs
+in threads of our process, binds before we announce readiness, stops with a
+bounded wait and speaks TLS with the standard library. Each request runs on one
+of its worker threads; a stream viewer's thread only waits while the fan-out
+thread writes its frames (see ``camd.fanout``), so the pool is sized for
+``max_clients`` plus room for everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+log = logging.getLogger(__name__)
+
+SPARE_THREADS = 16
+REQUEST_TIMEOUT = 10
+LISTEN_BACKLOG = 512
+MAX_HEADER_BYTES = 16 * 1024
+
+
+class _Gateway(wsgi.Gateway_10):
+    """The standard WSGI 1.0 gateway plus ``camd.handoff`` in the environ."""
+
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]
+        environ: dict[str, Any] = super().get_environ()
+        environ["camd.handoff"] = self._handoff
+        return environ
+
+    def _handoff(self) -> tuple[socket.socket, bool]:
+        """The connection's socket, once the headers are out, and whether the body is chunked."""
+        self.req.ensure_headers_sent()
+        return self.req.conn.socket, bool(self.req.chunked_write)
+
+
+class _Server(wsgi.Server):
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        # cheroot reports client-side trouble (resets, bad requests) as errors; they are not ours.
+        log.log(logging.DEBUG if level < logging.ERROR else logging.WARNING, "%s", msg, exc_info=traceback)
+
+
+class WebServer:
+    """The WSGI app served on host:port from a background thread."""
+
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        max_clients: int,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+    ) -> None:
+        self.server = _Server(
+            (host, port),
+            app,
+            numthreads=max_clients + SPARE_THREADS,
+            request_queue_size=LISTEN_BACKLOG,
+            timeout=REQUEST_TIMEOUT,
+            shutdown_timeout=2,
+            server_name="camd",
+        )
+        self.server.gateway = _Gateway
+        self.server.max_request_header_size = MAX_HEADER_BYTES
+        self.server.keep_alive_conn_limit = max_clients + SPARE_THREADS
+        self.tls = tls_cert is not None and tls_key is not None
+        if self.tls:
+            self.server.ssl_adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and listen (errors here are the caller's), then serve from a thread."""
+        self.server.prepare()
+        self._thread = threading.Thread(target=self.server.serve, name="http", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.bind_addr[1])
+
+    def url(self, host: str) -> str:
+        shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"{'https' if self.tls else 'http'}://{shown}:{self.port}/"
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self._thread is not None:
+            self._thread.join(2)

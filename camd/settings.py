@@ -1,0 +1,321 @@
+"""Every setting camd has, with its default, its range and where it came from.
+
+Precedence is flag > environment (``CAMD_<NAME>``) > TOML file > default. All
+values are parsed and checked here, once, at start; the rest of the daemon
+reads a frozen :class:`Settings` and never re-validates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path("/etc/camd/camd.toml")
+ENV_PREFIX = "CAMD_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value camd cannot use; the message is one line for the user."""
+
+
+# --- value parsers --------------------------------------------------------------
+# Each takes the raw value (a str from a flag or the environment, or a TOML value)
+# and returns the typed value or raises ValueError with what is allowed.
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(raw: Any) -> float:
+    """Seconds from ``90``, ``1.5``, ``250ms``, ``90s``, ``5m``, ``12h`` or ``7d``."""
+    if isinstance(raw, bool):
+        raise ValueError("a duration such as 90s, 5m, 12h or 7d")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        match = _DURATION.match(str(raw))
+        if not match:
+            raise ValueError("a duration such as 90s, 5m, 12h or 7d")
+        value = float(match.group(1)) * _UNITS[match.group(2)]
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("a duration such as 90s, 5m, 12h or 7d")
+    return value
+
+
+def parse_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("a whole number")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+        return int(raw)
+    raise ValueError("a whole number")
+
+
+def parse_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("a number")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError("a number") from None
+    if not math.isfinite(value):
+        raise ValueError("a number")
+    return value
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("on or off")
+
+
+def parse_str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("a string")
+    return raw
+
+
+def parse_path(raw: Any) -> Path | None:
+    if not isinstance(raw, str):
+        raise ValueError("a path")
+    if raw.strip() in ("", "none"):
+        return None
+    return Path(raw).expanduser()
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        text = str(raw).strip().lower()
+        if isinstance(raw, bool) or text not in allowed:
+            raise ValueError("one of " + ", ".join(allowed))
+        return text
+
+    return parse
+
+
+def parse_fourcc(raw: Any) -> str:
+    text = str(raw).strip()
+    if text.lower() == "auto":
+        return "auto"
+    if isinstance(raw, str) and len(text) == 4 and text.isascii() and text.isprintable():
+        return text.upper()
+    raise ValueError("auto or four characters such as MJPG or YUYV")
+
+
+# --- the table of settings ---------------------------------------------------------
+
+
+def _setting(
+    default: Any,
+    parse: Callable[[Any], Any],
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A dataclass field carrying how to parse and check it and the --help text."""
+    meta = {"parse": parse, "help": help, "low": low, "high": high, "metavar": metavar}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings in effect; build it with :func:`load`."""
+
+    host: str = _setting("0.0.0.0", parse_str, "address to listen on", metavar="ADDR")
+    port: int = _setting(8080, parse_int, "port to listen on (0: any free one)", low=0, high=65535)
+    state_dir: Path | None = _setting(
+        None, parse_path, "where camd keeps its files [$STATE_DIRECTORY, else ~/.local/share/camd]"
+    )
+    users_file: Path | None = _setting(None, parse_path, "basic-auth users [<state_dir>/users]")
+    source: str = _setting(
+        "auto", parse_str, "auto, test, /dev/videoN, N, file:PATH, rtsp://..., http://...", metavar="SPEC"
+    )
+    width: int = _setting(1280, parse_int, "width to ask the camera for", low=16, high=7680)
+    height: int = _setting(720, parse_int, "height to ask the camera for", low=16, high=4320)
+    fps: float = _setting(30.0, parse_float, "frame rate to ask the camera for", low=0.1, high=240)
+    fourcc: str = _setting("auto", parse_fourcc, "pixel format to ask for (MJPG, YUYV, ...)")
+    passthrough: str = _setting(
+        "auto", choice("auto", "on", "off"), "serve a JPEG source's bytes as they are: auto, on, off"
+    )
+    jpeg_quality: int = _setting(80, parse_int, "quality of the JPEGs camd encodes", low=1, high=100)
+    warmup_delay: float = _setting(2.0, parse_duration, "seconds of frames to discard after open", high=300)
+    warmup_frames: int = _setting(13, parse_int, "frames to discard after the delay", low=0, high=10000)
+    warmup_max: float = _setting(10.0, parse_duration, "longest wait for the picture to settle", high=600)
+    stall_timeout: float = _setting(
+        5.0, parse_duration, "no valid frame for this long = camera lost", low=0.5, high=600
+    )
+    max_clients: int = _setting(64, parse_int, "concurrent stream viewers", low=1, high=10000)
+    stills_interval: float = _setting(
+        300.0, parse_duration, "save a still every so often, on the clock", low=1, high=7 * 86400
+    )
+    stills_dir: Path | None = _setting(None, parse_path, "where stills go [<state_dir>/stills]")
+    stills_quality: int = _setting(90, parse_int, "JPEG quality of stills", low=1, high=100)
+    stills_banner: bool = _setting(True, parse_bool, "draw a timestamp banner on stills")
+    stills_max_age: float = _setting(
+        7 * 86400.0, parse_duration, "delete stills older than this (0: keep)", high=3650 * 86400
+    )
+    stills_max_count: int = _setting(0, parse_int, "keep at most this many stills (0: no limit)", low=0)
+    stills_min_free_mb: int = _setting(
+        200, parse_int, "delete old stills to keep this much disk free", low=0, high=10_000_000
+    )
+    title: str = _setting("camd", parse_str, "title of the landing page")
+    description: str = _setting("", parse_str, "text of the landing page")
+    log_level: str = _setting("info", choice("debug", "info", "warning", "error"), "debug, info, warning, error")
+    tls_cert: Path | None = _setting(None, parse_path, "PEM certificate: serve https")
+    tls_key: Path | None = _setting(None, parse_path, "PEM private key for tls_cert")
+
+    # --- derived paths ---------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        if self.state_dir is not None:
+            return self.state_dir
+        systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+        if systemd_dir:
+            return Path(systemd_dir)
+        return Path.home() / ".local" / "share" / "camd"
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file or self.state_path / "users"
+
+    @property
+    def stills_path(self) -> Path:
+        return self.stills_dir or self.state_path / "stills"
+
+    def public_view(self) -> dict[str, Any]:
+        """The settings as plain values, for the start-up log and the status API."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def describe_range(name: str) -> str:
+    meta = FIELDS[name].metadata
+    low, high = meta["low"], meta["high"]
+    if low is not None and high is not None:
+        return f"{_fmt(low)} to {_fmt(high)}"
+    if low is not None:
+        return f"at least {_fmt(low)}"
+    if high is not None:
+        return f"at most {_fmt(high)}"
+    return ""
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def check_value(name: str, raw: Any, origin: str) -> Any:
+    """Parse and range-check one raw value; raise SettingsError naming the setting."""
+    meta = FIELDS[name].metadata
+    try:
+        value = meta["parse"](raw)
+    except ValueError as exc:
+        raise SettingsError(f"{origin}: {name}={raw!r} is not valid: expected {exc}") from None
+    low, high = meta["low"], meta["high"]
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and ((low is not None and value < low) or (high is not None and value > high)):
+        raise SettingsError(f"{origin}: {name}={raw!r} is out of range: allowed {describe_range(name)}")
+    return value
+
+
+def suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The TOML file's keys, checked to be known settings."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"config: {path} does not exist") from None
+    except PermissionError:
+        raise SettingsError(f"config: {path} is not readable by this user") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config: {path} is not valid TOML: {exc}") from None
+    for key, value in data.items():
+        if key not in FIELDS:
+            raise SettingsError(f"{path}: unknown setting {key!r}{suggest(key)}")
+        if isinstance(value, dict | list):
+            raise SettingsError(f"{path}: {key} must be a single value, not a table or list")
+    return data
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config: Path | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, ``CAMD_*`` variables and flags, and check them all.
+
+    ``config`` is the file given with ``--config``; without it the system file is
+    read when it exists. ``flags`` holds only the flags the user actually gave.
+    """
+    environ = os.environ if environ is None else environ
+    flags = flags or {}
+    if config is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config = Path(environ[ENV_PREFIX + "CONFIG"])
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+
+    values: dict[str, Any] = {}
+    if config is not None:
+        for key, raw in read_config(config).items():
+            values[key] = check_value(key, raw, str(config))
+    for name in FIELDS:
+        if env_name(name) in environ:
+            values[name] = check_value(name, environ[env_name(name)], env_name(name))
+    for name, raw in flags.items():
+        values[name] = check_value(name, raw, flag_name(name))
+
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(settings: Settings) -> None:
+    """Checks that involve more than one setting."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingsError("tls_cert and tls_key: give both to serve https, or neither")
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(settings, name)
+        if path is not None and not path.is_file():
+            raise SettingsError(f"{name}={str(path)!r}: no such file")
+    if not settings.host.strip():
+        raise SettingsError("host='': give an address such as 0.0.0.0 or 127.0.0.1")

@@ -1,0 +1,192 @@
+"""The basic-auth users file: salted slow hashes, re-read when it changes, checked cheaply.
+
+One ``user:hash`` a line, mode 0600. Checking a password costs a slow hash, so
+a login that succeeded is remembered for a while as an HMAC of the credentials
+under a key that exists only in this process: nothing stored can be turned back
+into a password, and a changed password or user forgets it at once.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+log = logging.getLogger(__name__)
+
+REMEMBER_SECONDS = 600.0
+REMEMBER_MAX = 512
+STAT_EVERY = 1.0
+INITIAL_PASSWORD_FILE = "initial-password"
+
+
+class UsersError(ValueError):
+    """A user name or the users file is not usable."""
+
+
+def check_name(name: str) -> str:
+    if not name or ":" in name or any(ch.isspace() or not ch.isprintable() for ch in name) or len(name) > 64:
+        raise UsersError(f"user name {name!r} is not valid: 1-64 printable characters, no spaces or ':'")
+    return name
+
+
+def parse(text: str) -> dict[str, str]:
+    """The users in a file's text; raises UsersError on a malformed line."""
+    users: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, hashed = line.partition(":")
+        if not sep or not name or "$" not in hashed:
+            raise UsersError(f"line {number} is not 'user:hash'")
+        users[name] = hashed
+    return users
+
+
+def write_users(path: Path, users: dict[str, str]) -> None:
+    """Replace the users file atomically, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{name}:{hashed}\n" for name, hashed in sorted(users.items()))
+    fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_users(path: Path) -> dict[str, str]:
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError:
+        raise UsersError("the file is not UTF-8 text") from None
+
+
+def set_password(path: Path, name: str, password: str) -> None:
+    users = read_users(path)
+    users[check_name(name)] = generate_password_hash(password)
+    write_users(path, users)
+
+
+def delete_user(path: Path, name: str) -> bool:
+    users = read_users(path)
+    if users.pop(name, None) is None:
+        return False
+    write_users(path, users)
+    return True
+
+
+def ensure_first_user(path: Path) -> str | None:
+    """On a first start with no users, create ``admin`` and return its new password."""
+    if read_users(path):
+        return None
+    password = secrets.token_urlsafe(12)
+    set_password(path, "admin", password)
+    return password
+
+
+class Users:
+    """The users that may log in, kept in step with the file, with remembered logins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._users: dict[str, str] = {}
+        self._signature: tuple[int, int, int] | None = None
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+        self._key = secrets.token_bytes(32)
+        self._remembered: collections.OrderedDict[bytes, tuple[float, str, str]] = collections.OrderedDict()
+        self._inflight: dict[bytes, threading.Lock] = {}
+        self.reload()
+
+    def reload(self) -> bool:
+        """Re-read the file if it changed; keep the last good users when it is unreadable."""
+        self._checked_at = time.monotonic()
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            if self._users:
+                log.error("users file %s is gone; keeping the %d users read before", self.path, len(self._users))
+            return False
+        signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if signature == self._signature:
+            return False
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("users file %s is readable by others; fix it with: chmod 600 %s", self.path, self.path)
+        try:
+            users = read_users(self.path)
+        except (UsersError, OSError) as exc:
+            log.error("users file %s is unreadable (%s); keeping the users read before", self.path, exc)
+            self._signature = signature
+            return False
+        with self._lock:
+            self._users = users
+            self._signature = signature
+            self._remembered.clear()
+        log.info("loaded %d user(s) from %s", len(users), self.path)
+        return True
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._users)
+
+    def _fresh(self) -> dict[str, str]:
+        if time.monotonic() - self._checked_at >= STAT_EVERY:
+            self.reload()
+        return self._users
+
+    def verify(self, name: str, password: str) -> bool:
+        """True when the credentials match; costs a slow hash only on a first login."""
+        users = self._fresh()
+        digest = hmac.new(self._key, f"{name}\0{password}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        if self._remembered_ok(digest, name, users):
+            return True
+        # One slow hash per set of credentials at a time: a page of viewers that
+        # connect together wait for the first check and then find it remembered.
+        with self._lock:
+            gate = self._inflight.setdefault(digest, threading.Lock())
+        with gate:
+            if self._remembered_ok(digest, name, users):
+                return True
+            stored = users.get(name)
+            # An unknown user costs the same slow hash as a wrong password.
+            ok = check_password_hash(stored or _DUMMY_HASH, password) and stored is not None
+            with self._lock:
+                self._inflight.pop(digest, None)
+                if ok and stored is not None:
+                    self._remembered[digest] = (time.monotonic() + REMEMBER_SECONDS, name, stored)
+                    while len(self._remembered) > REMEMBER_MAX:
+                        self._remembered.popitem(last=False)
+            return ok
+
+    def _remembered_ok(self, digest: bytes, name: str, users: dict[str, str]) -> bool:
+        with self._lock:
+            entry = self._remembered.get(digest)
+            if entry is None:
+                return False
+            expires, remembered_name, stored = entry
+            if expires < time.monotonic() or remembered_name != name or users.get(name) != stored:
+                del self._remembered[digest]
+                return False
+            return True
+
+
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))

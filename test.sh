@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (Debian packages, ./.venv) and run the whole suite:
+# lint, type checks, then pytest (extra arguments go to pytest).
+set -euo pipefail
+cd "$(dirname "$0")"
+. ./scripts/venv.sh
+ensure_apt ffmpeg chromium systemd
+ensure_venv requirements.txt requirements-dev.txt
+.venv/bin/ruff check camd web tests bench
+.venv/bin/ruff format --check camd web tests bench
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,247 @@
+"""Shared fixtures: a real camd process on a free loopback port, recordings, stream readers."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from camd.users import set_password
+
+USER = "admin"
+PASSWORD = "correct horse battery"
+REPO = Path(__file__).resolve().parent.parent
+FAST_WARMUP = ("--warmup-delay", "0.2", "--warmup-frames", "3", "--warmup-max", "2")
+
+
+def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "") -> object:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def require_tool(name: str) -> str:
+    """The path of an external tool; in CI a missing one fails the test instead of skipping it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if os.environ.get("CAMD_REQUIRE_TOOLS") or os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@dataclass
+class Daemon:
+    """A camd process started with ``python -m camd run`` on 127.0.0.1 and a free port."""
+
+    state_dir: Path
+    args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    port: int = 0
+    lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (USER, PASSWORD)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def start(self, wait_healthy: bool = True, timeout: float = 30) -> Daemon:
+        users = self.state_dir / "users"
+        if not users.exists():
+            set_password(users, USER, PASSWORD)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        if "NOTIFY_SOCKET" not in self.env:
+            env.pop("NOTIFY_SOCKET", None)  # the test's own runner may be under systemd
+        command = [
+            sys.executable, "-m", "camd", "run", "--host", "127.0.0.1", "--port", "0",
+            "--state-dir", str(self.state_dir), *self.args,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
+        match = self.wait_for_log(r"serving on https?://[^:]+:(\d+)/", timeout)
+        self.port = int(match.group(1))
+        if wait_healthy:
+            self.wait_healthy(timeout)
+        return self
+
+    def _read_output(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
+        regex = re.compile(pattern)
+
+        def found() -> re.Match[str] | None:
+            if self.proc is not None and self.proc.poll() is not None and not regex.search(self.log):
+                raise AssertionError(f"camd exited with {self.proc.returncode}:\n{self.log}")
+            return regex.search(self.log)
+
+        return wait_until(found, timeout, what=f"log line {pattern!r}")  # type: ignore[return-value]
+
+    def get(self, path: str, *, auth: bool = True, **kwargs: object) -> requests.Response:
+        kwargs.setdefault("timeout", 10)
+        return requests.get(self.url(path), auth=self.auth if auth else None, **kwargs)  # type: ignore[arg-type]
+
+    def health(self) -> tuple[int, str]:
+        response = requests.get(self.url("/healthz"), timeout=5)
+        return response.status_code, response.json()["status"]
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        wait_until(lambda: self.health() == (200, "ok"), timeout, what="/healthz to say ok")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            if self._reader is not None:
+                self._reader.join(2)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start camd processes with extra arguments; every one is stopped after the test."""
+    started: list[Daemon] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, wait_healthy: bool = True) -> Daemon:
+        state = tmp_path / f"state{len(started)}"
+        state.mkdir()
+        daemon = Daemon(state, args, env or {})
+        started.append(daemon)
+        return daemon.start(wait_healthy=wait_healthy)
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+
+
+@pytest.fixture
+def daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
+    """camd on the test pattern at 640x480, with a short warm-up."""
+    return daemon_factory("--source", "test", "--width", "640", "--height", "480", *FAST_WARMUP)
+
+
+# --- recordings and stream reading -------------------------------------------------------
+
+
+def make_recording(
+    path: Path,
+    frames: int = 90,
+    fps: float = 30,
+    size: tuple[int, int] = (320, 240),
+    first: int = 0,
+    first_colour: tuple[int, int, int] = (0, 255, 0),
+) -> Path:
+    """An MJPEG .avi whose first ``first`` frames are flat ``first_colour``, the rest a moving picture."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write MJPEG"
+    for number in range(frames):
+        if number < first:
+            image = np.full((height, width, 3), first_colour, np.uint8)
+        else:
+            image = moving_picture(number, width, height)
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def moving_picture(number: int, width: int, height: int) -> np.ndarray:
+    """A grey gradient with a white square that moves with ``number``: never flat, never green."""
+    ramp = np.linspace(40, 200, width, dtype=np.uint8)
+    image = np.repeat(np.repeat(ramp[None, :, None], height, axis=0), 3, axis=2)
+    x = (number * 7) % max(1, width - 40)
+    cv2.rectangle(image, (x, height // 3), (x + 40, height // 3 + 40), (255, 255, 255), -1)
+    cv2.putText(image, str(number), (10, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
+    return image
+
+
+def is_green(image: np.ndarray) -> bool:
+    """True for a (mostly) flat green frame."""
+    blue, green, red = (float(c) for c in image.reshape(-1, 3).mean(axis=0))
+    return green > 150 and blue < 80 and red < 80
+
+
+@dataclass
+class Part:
+    headers: dict[str, str]
+    body: bytes
+
+
+def read_parts(
+    url: str,
+    count: int,
+    *,
+    auth: tuple[str, str] | None,
+    timeout: float = 15,
+    stop: Callable[[Part], bool] | None = None,
+) -> list[Part]:
+    """Read ``count`` parts of a multipart/x-mixed-replace stream (or until ``stop`` says so)."""
+    parts: list[Part] = []
+    with requests.get(url, auth=auth, stream=True, timeout=timeout) as response:
+        assert response.status_code == 200, response.text
+        boundary = response.headers["Content-Type"].split("boundary=")[1].encode()
+        reader = response.raw
+        deadline = time.monotonic() + timeout
+        while len(parts) < count and time.monotonic() < deadline:
+            line = reader.readline()
+            if not line:
+                break
+            if line.strip() != b"--" + boundary:
+                continue
+            headers: dict[str, str] = {}
+            while (header := reader.readline().strip()) != b"":
+                name, _, value = header.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = reader.read(int(headers["content-length"]))
+            part = Part(headers, body)
+            parts.append(part)
+            if stop is not None and stop(part):
+                break
+    return parts
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "part does not decode as JPEG"
+    return image

@@ -1,0 +1,140 @@
+// The live view: reads the MJPEG stream with fetch, draws each JPEG on the canvas,
+// and reconnects by itself when the stream drops or stalls.
+"use strict";
+
+(function () {
+  const canvas = document.getElementById("picture");
+  const statusLine = document.getElementById("status");
+  const context = canvas.getContext("2d");
+  const streamUrl = canvas.dataset.stream;
+  const STALL_MS = 6000;
+  const RETRY_MIN_MS = 500;
+  const RETRY_MAX_MS = 10000;
+  const decoder = new TextDecoder("latin1");
+
+  let retryMs = RETRY_MIN_MS;
+  let frames = 0;
+  let lastFrameAt = 0;
+  let lastTimestamp = 0;
+  let drawing = false;
+  let pending = null;
+
+  function setStatus(text) {
+    statusLine.textContent = text;
+  }
+
+  function findSequence(buffer, start, sequence) {
+    outer: for (let i = start; i <= buffer.length - sequence.length; i++) {
+      for (let j = 0; j < sequence.length; j++) {
+        if (buffer[i + j] !== sequence[j]) continue outer;
+      }
+      return i;
+    }
+    return -1;
+  }
+
+  const HEADER_END = [13, 10, 13, 10];
+
+  // Splits the byte stream into parts using each part's Content-Length.
+  function* parts(state, chunk) {
+    const joined = new Uint8Array(state.buffer.length + chunk.length);
+    joined.set(state.buffer);
+    joined.set(chunk, state.buffer.length);
+    let buffer = joined;
+    for (;;) {
+      const end = findSequence(buffer, 0, HEADER_END);
+      if (end < 0) break;
+      const head = decoder.decode(buffer.subarray(0, end));
+      const length = /content-length:\s*(\d+)/i.exec(head);
+      if (!length) {
+        buffer = buffer.subarray(end + 4);
+        continue;
+      }
+      const size = parseInt(length[1], 10);
+      const bodyStart = end + 4;
+      if (buffer.length < bodyStart + size) break;
+      const stamp = /x-timestamp:\s*([\d.]+)/i.exec(head);
+      yield { jpeg: buffer.slice(bodyStart, bodyStart + size), timestamp: stamp ? parseFloat(stamp[1]) : 0 };
+      buffer = buffer.subarray(bodyStart + size);
+    }
+    state.buffer = buffer.slice();
+  }
+
+  async function draw(part) {
+    if (drawing) {
+      pending = part; // only the newest waiting frame is kept
+      return;
+    }
+    drawing = true;
+    try {
+      const bitmap = await createImageBitmap(new Blob([part.jpeg], { type: "image/jpeg" }));
+      if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+        canvas.width = bitmap.width;
+        canvas.height = bitmap.height;
+      }
+      context.drawImage(bitmap, 0, 0);
+      bitmap.close();
+      frames += 1;
+      lastTimestamp = part.timestamp;
+    } catch (error) {
+      // A part that does not decode is skipped; the next one replaces it.
+    } finally {
+      drawing = false;
+    }
+    if (pending) {
+      const next = pending;
+      pending = null;
+      draw(next);
+    }
+  }
+
+  async function connect() {
+    const controller = new AbortController();
+    const watchdog = setInterval(() => {
+      if (performance.now() - lastFrameAt > STALL_MS) controller.abort();
+    }, 1000);
+    lastFrameAt = performance.now();
+    try {
+      const response = await fetch(streamUrl, { signal: controller.signal, cache: "no-store" });
+      if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+      setStatus("Live");
+      retryMs = RETRY_MIN_MS;
+      const reader = response.body.getReader();
+      const state = { buffer: new Uint8Array(0) };
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (const part of parts(state, value)) {
+          lastFrameAt = performance.now();
+          draw(part);
+        }
+      }
+      throw new Error("stream ended");
+    } catch (error) {
+      setStatus("Reconnecting… (" + (controller.signal.aborted ? "stalled" : error.message) + ")");
+    } finally {
+      clearInterval(watchdog);
+    }
+    setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+  }
+
+  // Once a second: the frame rate the page actually shows and how old the picture is.
+  let framesBefore = 0;
+  setInterval(() => {
+    if (performance.now() - lastFrameAt < STALL_MS && lastTimestamp) {
+      const fps = frames - framesBefore;
+      const when = new Date(lastTimestamp * 1000).toLocaleTimeString();
+      setStatus("Live · " + fps + " fps · " + when);
+    }
+    framesBefore = frames;
+  }, 1000);
+
+  document.getElementById("fullscreen").addEventListener("click", () => {
+    if (canvas.requestFullscreen) canvas.requestFullscreen();
+  });
+
+  canvas.dataset.frames = "0";
+  setInterval(() => { canvas.dataset.frames = String(frames); }, 250);
+  connect();
+})();
