@@ -16,7 +16,7 @@ ensure_venv() {
     local args=()
     for file in "$@"; do args+=(-r "$file"); done
     .venv/bin/python -m pip install --quiet "${args[@]}"
-    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    .venv/bin/python -m pip install --quiet --no-deps -e .
     echo "$want" > "$stamp"
   fi
 }
