@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 . ./scripts/venv.sh
 ensure_apt ffmpeg chromium systemd
 ensure_venv requirements.txt requirements-dev.txt
-.venv/bin/ruff check camd web tests bench
-.venv/bin/ruff format --check camd web tests bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"
