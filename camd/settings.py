@@ -204,12 +204,19 @@ class Settings:
         return self.stills_dir or self.state_path / "stills"
 
     def public_view(self) -> dict[str, Any]:
-        """The settings as plain values, for the start-up log and the status API."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The settings as plain values, for the start-up log: a password in the source URL is hidden."""
+        view = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        view["source"] = redact_url(self.source)
+        return view
 
 
 def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}

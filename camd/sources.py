@@ -20,7 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from camd.settings import Settings, SettingsError
+from camd.settings import Settings, SettingsError, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -295,11 +295,6 @@ class V4L2Source(OpenCVSource):
 
 
 # --- choosing a source ---------------------------------------------------------------
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and the status page."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def v4l2_devices() -> list[str]:

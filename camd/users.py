@@ -9,6 +9,7 @@ into a password, and a changed password or user forgets it at once.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import hmac
 import logging
@@ -94,6 +95,19 @@ def delete_user(path: Path, name: str) -> bool:
     return True
 
 
+def check_private(path: Path) -> None:
+    """Raise UsersError when the group or others may read or write the users file."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UsersError(
+            f"{path} is open to other users (mode {mode:04o}): anyone on the machine could read the password "
+            f"hashes or add a user; fix it with: chmod 600 {path}"
+        )
+
+
 def ensure_first_user(path: Path) -> str | None:
     """On a first start with no users, create ``admin`` and return its new password."""
     if read_users(path):
@@ -109,12 +123,13 @@ class Users:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._users: dict[str, str] = {}
-        self._signature: tuple[int, int, int] | None = None
+        self._signature: tuple[int, int, int, int] | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
         self._key = secrets.token_bytes(32)
         self._remembered: collections.OrderedDict[bytes, tuple[float, str, str]] = collections.OrderedDict()
         self._inflight: dict[bytes, threading.Lock] = {}
+        check_private(path)  # refuse to start on a file others can read: its hashes would be out
         self.reload()
 
     def reload(self) -> bool:
@@ -126,12 +141,11 @@ class Users:
             if self._users:
                 log.error("users file %s is gone; keeping the %d users read before", self.path, len(self._users))
             return False
-        signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+        signature = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode)
         if signature == self._signature:
             return False
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("users file %s is readable by others; fix it with: chmod 600 %s", self.path, self.path)
         try:
+            check_private(self.path)
             users = read_users(self.path)
         except (UsersError, OSError) as exc:
             log.error("users file %s is unreadable (%s); keeping the users read before", self.path, exc)
@@ -168,7 +182,7 @@ class Users:
                 return True
             stored = users.get(name)
             # An unknown user costs the same slow hash as a wrong password.
-            ok = check_password_hash(stored or _DUMMY_HASH, password) and stored is not None
+            ok = check_password_hash(stored or _dummy_hash(), password) and stored is not None
             with self._lock:
                 self._inflight.pop(digest, None)
                 if ok and stored is not None:
@@ -189,4 +203,6 @@ class Users:
             return True
 
 
-_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
