@@ -23,8 +23,8 @@ CAPTURE_SETTINGS = (
 FILE_SETTINGS = ("state_dir", "users_file")
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions as written; defaults are in each setting's own help text."""
 
 
 def _default_text(name: str) -> str:
