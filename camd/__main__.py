@@ -128,11 +128,12 @@ def _prepare_users(settings: Settings) -> Users:
 
     try:
         password = users_module.ensure_first_user(settings.users_path)
+        users = users_module.Users(settings.users_path)
     except users_module.UsersError as exc:
         raise SettingsError(f"users_file={str(settings.users_path)!r}: {exc}") from None
     if password is not None:
         _announce_password(settings, password)
-    return users_module.Users(settings.users_path)
+    return users
 
 
 def _announce_password(settings: Settings, password: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from flask_httpauth import HTTPBasicAuth
 
+from web import throttle
 from web.context import camd
 
 REALM = "camd"
@@ -31,8 +32,19 @@ def _denied(status: int) -> Response:
 def _require_login() -> Response | None:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    return basic.login_required(lambda: None)()
+    # An address that failed too often is refused before its credentials cost a hash.
+    guard = throttle.current()
+    if wait := guard.retry_after(request.remote_addr):
+        return throttle.too_many(wait)
+    denied = basic.login_required(lambda: None)()
+    if "Authorization" in request.headers:  # a browser's first, credential-less request is no failure
+        if denied is None:
+            guard.succeeded(request.remote_addr)
+        elif wait := guard.failed(request.remote_addr):
+            return throttle.too_many(wait)
+    return denied
 
 
 def init_app(app: Flask) -> None:
+    throttle.init_app(app)
     app.before_request(_require_login)
