@@ -1,0 +1,291 @@
+"""The stills: gallery, the files themselves (cached, ranged, downloadable), thumbnails, day zips, JSON API.
+
+Only names that fit the layout are served; the file is then opened without
+following symlinks and must be a regular file inside the stills folder.
+Anything else is a 404, never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import stat
+import time
+import zipfile
+from collections.abc import Iterator
+from typing import IO, Any, NoReturn
+
+from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, url_for
+from werkzeug.wsgi import wrap_file
+
+from camd.stills import NoPicture, StillError, StillsWriter, describe, url_of
+from camd.stills_index import DAY_RE, STEM_RE, Still, parse
+from web.context import camd
+from web.thumbs import ThumbnailCache, make_thumbnail
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("stills", __name__)
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+PAGE_SIZE = 48
+API_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+ZIP_CHUNK = 256 * 1024
+
+
+def writer() -> StillsWriter:
+    return camd().extra["stills"]
+
+
+def thumbs() -> ThumbnailCache:
+    return camd().extra["stills_thumbs"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["camd"].extra.setdefault("stills_thumbs", ThumbnailCache())
+    app.register_blueprint(bp)
+
+
+# --- finding a file safely ------------------------------------------------------------------
+
+
+def open_still(day: str, name: str) -> tuple[IO[bytes], os.stat_result] | None:
+    """The still's open file and its stat, or None unless it is camd's regular file inside the folder."""
+    if parse(day, name) is None:
+        return None
+    root = os.path.realpath(writer().root)
+    folder = os.path.join(root, day)
+    path = os.path.join(folder, name)
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return None
+        if os.path.realpath(path) != path or os.path.commonpath([root, path]) != root:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except (OSError, ValueError):
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb"), info
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def etag_of(info: os.stat_result, kind: str = "") -> str:
+    return f"{kind}{info.st_size:x}-{info.st_mtime_ns:x}-{info.st_ino:x}"
+
+
+def _not_found() -> NoReturn:
+    abort(404)
+
+
+# --- the files ------------------------------------------------------------------------------
+
+
+@bp.route("/stills/<day>/<name>", methods=["GET", "HEAD"])
+def still(day: str, name: str) -> Response | str:
+    if not name.endswith(".jpg"):
+        return viewer(day, name)
+    opened = open_still(day, name)
+    if opened is None:
+        return _not_found()
+    handle, info = opened
+    if request.args.get("thumb"):
+        return _thumbnail(handle, info, day, name)
+    response = Response(wrap_file(request.environ, handle), mimetype="image/jpeg", direct_passthrough=True)
+    response.content_length = info.st_size
+    response.last_modified = info.st_mtime  # type: ignore[assignment]
+    response.set_etag(etag_of(info))
+    response.headers["Cache-Control"] = IMMUTABLE
+    if request.args.get("download"):
+        response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.make_conditional(request.environ, accept_ranges=True, complete_length=info.st_size)
+    return response
+
+
+def _thumbnail(handle: IO[bytes], info: os.stat_result, day: str, name: str) -> Response:
+    tag = etag_of(info, "t")
+    key = f"{day}/{name}/{tag}"
+    with handle:
+        data = thumbs().get(key)
+        if data is None:
+            data = make_thumbnail(handle.read())
+            if data is None:
+                return _not_found()
+            thumbs().put(key, data)
+    response = Response(data, mimetype="image/jpeg")
+    response.set_etag(tag)
+    response.headers["Cache-Control"] = IMMUTABLE
+    response.make_conditional(request.environ, accept_ranges=True, complete_length=len(data))
+    return response
+
+
+class _Pipe:
+    """A write-only file that zipfile writes into and the response generator drains."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.offset = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+def _zip_stream(stills: list[Still]) -> Iterator[bytes]:
+    pipe = _Pipe()
+    with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[call-overload]
+        for item in stills:
+            opened = open_still(item.day, item.name)
+            if opened is None:
+                continue  # deleted since the list was made
+            handle, info = opened
+            with handle:
+                member = zipfile.ZipInfo(item.name, time.localtime(info.st_mtime)[:6])
+                member.compress_type = zipfile.ZIP_STORED
+                member.file_size = info.st_size
+                member.external_attr = 0o644 << 16
+                with archive.open(member, "w") as out:
+                    while block := handle.read(ZIP_CHUNK):
+                        out.write(block)
+                        yield pipe.drain()
+            yield pipe.drain()
+    yield pipe.drain()
+
+
+@bp.get("/stills/<day>.zip")
+def day_zip(day: str) -> Response:
+    if not DAY_RE.fullmatch(day):
+        return _not_found()
+    stills = writer().index.of_day(day)
+    if not stills:
+        return _not_found()
+    response = Response(_zip_stream(stills), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="stills-{day}.zip"'
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+def _page_args(default_size: int) -> tuple[int, int]:
+    try:
+        page = int(request.args.get("page", "1"))
+        size = int(request.args.get("per_page", str(default_size)))
+    except ValueError:
+        abort(400, description="page and per_page must be whole numbers")
+    if page < 1 or not 1 <= size <= MAX_PAGE_SIZE:
+        abort(400, description=f"page must be at least 1 and per_page 1 to {MAX_PAGE_SIZE}")
+    return page, size
+
+
+def _day_arg() -> str | None:
+    day = request.args.get("day") or None
+    if day is not None and not DAY_RE.fullmatch(day):
+        abort(400, description="day must look like YYYY-MM-DD")
+    return day
+
+
+@bp.get("/stills/")
+def gallery() -> str:
+    index = writer().index
+    page, size = _page_args(PAGE_SIZE)
+    day = _day_arg()
+    total = index.count(day)
+    pages = max(1, math.ceil(total / size))
+    items = index.newest(offset=(page - 1) * size, limit=size, day=day)
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
+    for item in items:
+        entry = {
+            **describe(item),
+            "view": url_for("stills.still", day=item.day, name=item.stem),
+            "clock": time.strftime("%H:%M:%S", time.localtime(item.time)),
+        }
+        if not groups or groups[-1][0] != item.day:
+            groups.append((item.day, []))
+        groups[-1][1].append(entry)
+    return render_template(
+        "stills.html",
+        title=camd().settings.title,
+        groups=groups,
+        days=index.days(),
+        day=day,
+        page=page,
+        pages=pages,
+        total=total,
+        size=size,
+        disk_bytes=index.total_bytes,
+        status=writer().status(),
+    )
+
+
+def viewer(day: str, stem: str) -> str:
+    """A page showing one still, with links to the older and newer ones."""
+    if not STEM_RE.fullmatch(stem):
+        return _not_found()
+    item = writer().index.get(day, stem + ".jpg")
+    if item is None:
+        return _not_found()
+    older, newer = writer().index.position(item)
+    return render_template(
+        "still.html",
+        title=camd().settings.title,
+        still=describe(item),
+        clock=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.time)),
+        older=url_for("stills.still", day=older.day, name=older.stem) if older else None,
+        newer=url_for("stills.still", day=newer.day, name=newer.stem) if newer else None,
+    )
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+@bp.get("/api/stills")
+def api_list() -> Response:
+    index = writer().index
+    page, size = _page_args(API_PAGE_SIZE)
+    day = _day_arg()
+    total = index.count(day)
+    items = index.newest(offset=(page - 1) * size, limit=size, day=day)
+    return jsonify(
+        stills=[describe(item) for item in items],
+        page=page,
+        per_page=size,
+        total=total,
+        pages=max(1, math.ceil(total / size)),
+        disk_bytes=index.total_bytes,
+    )
+
+
+@bp.post("/api/stills")
+def api_take() -> tuple[Response, int]:
+    try:
+        item = writer().take()
+    except NoPicture as exc:
+        response = jsonify(error=f"no still: {exc}")
+        response.headers["Retry-After"] = "2"
+        return response, 503
+    except StillError as exc:
+        return jsonify(error=str(exc)), 507
+    response = jsonify(describe(item))
+    response.headers["Location"] = url_of(item)
+    return response, 201
