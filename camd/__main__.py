@@ -52,12 +52,14 @@ class Signals:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.reload = threading.Event()
+        self.still = threading.Event()
         self.wake = threading.Event()
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGUSR1, self._on_still)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop.set()
@@ -65,6 +67,10 @@ class Signals:
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self.reload.set()
+        self.wake.set()
+
+    def _on_still(self, signum: int, frame: FrameType | None) -> None:
+        self.still.set()
         self.wake.set()
 
 
@@ -75,6 +81,7 @@ def run(settings: Settings) -> int:
     from camd.hub import Hub
     from camd.server import WebServer
     from camd.sources import Source, make_source
+    from camd.stills import StillsWriter
     from web import create_app
 
     setup_logging(settings.log_level)
@@ -90,20 +97,23 @@ def run(settings: Settings) -> int:
         return first_source.pop() if first_source else make_source(settings)
 
     hub = Hub(settings.jpeg_quality)
+    stills = StillsWriter(settings, hub)
     capture = Capture(settings, open_source, hub)
     fanout = Fanout(hub, settings.max_clients)
-    app = create_app(settings, hub, fanout, users)
+    app = create_app(settings, hub, fanout, users, stills=stills)
     server = WebServer(
         app, settings.host, settings.port, max_clients=settings.max_clients,
         tls_cert=settings.tls_cert, tls_key=settings.tls_key,
     )  # fmt: skip
 
     capture.start()
+    stills.start()
     fanout.start()
     try:
         server.start()
     except OSError as exc:
         fanout.stop()
+        stills.stop()
         capture.stop()
         raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
     log.info("serving on %s (live view: %slive)", server.url(settings.host), server.url(settings.host))
@@ -114,10 +124,14 @@ def run(settings: Settings) -> int:
         if signals.reload.is_set():
             signals.reload.clear()
             users.reload()
+        if signals.still.is_set():
+            signals.still.clear()
+            stills.request()
 
     log.info("stopping")
     fanout.stop()
     server.stop()
+    stills.stop()  # finishes a still being written
     capture.stop()
     log.info("stopped")
     return 0

@@ -28,4 +28,8 @@ def create_app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, **ext
     app.register_blueprint(pages.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(api.bp)
+    if extra.get("stills") is not None:
+        from web import stills
+
+        stills.init_app(app)
     return app

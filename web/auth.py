@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, Response, jsonify, request
 from flask_httpauth import HTTPBasicAuth
 
@@ -45,6 +47,42 @@ def _require_login() -> Response | None:
     return denied
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _same_site(url: str) -> bool:
+    """True when ``url``'s host and port are the ones this request was sent to."""
+    try:
+        return urlsplit(url).netloc.lower() == request.host.lower()
+    except ValueError:
+        return False
+
+
+def _refuse_cross_site() -> Response | None:
+    """403 for a state-changing request a browser sends from another site (CSRF).
+
+    Sec-Fetch-Site decides when present; else Origin, else Referer must name this host.
+    A client that sends none of them (curl) needs only its credentials.
+    """
+    if request.method in SAFE_METHODS:
+        return None
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        allowed = fetch_site in ("same-origin", "none")
+    elif (origin := request.headers.get("Origin")) is not None:
+        allowed = _same_site(origin)
+    elif (referer := request.headers.get("Referer")) is not None:
+        allowed = _same_site(referer)
+    else:
+        allowed = True
+    if allowed:
+        return None
+    response = jsonify(error="cross-site request refused")
+    response.status_code = 403
+    return response
+
+
 def init_app(app: Flask) -> None:
     throttle.init_app(app)
     app.before_request(_require_login)
+    app.before_request(_refuse_cross_site)
