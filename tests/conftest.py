@@ -245,3 +245,73 @@ def decode(jpeg: bytes) -> np.ndarray:
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None, "part does not decode as JPEG"
     return image
+
+
+def is_placeholder(image: np.ndarray) -> bool:
+    """True for camd's 'no picture' frame: dark grey with text and a thin red bar at the bottom."""
+    bar = image[-4:].reshape(-1, 3).mean(axis=0)
+    rest = float(np.median(image[: image.shape[0] // 8]))
+    return bool(bar[2] > 110 and bar[0] < 60 and bar[1] < 60 and rest < 45)
+
+
+class StreamWatcher:
+    """Reads a multipart stream in a background thread and keeps every part, until closed or the stream ends."""
+
+    def __init__(self, url: str, auth: tuple[str, str] | None, timeout: float = 30) -> None:
+        self.parts: list[Part] = []
+        self.times: list[float] = []  # time.monotonic() when each part arrived
+        self.error: BaseException | None = None
+        self.ended = threading.Event()
+        self._closing = threading.Event()
+        self.response = requests.get(url, auth=auth, stream=True, timeout=(5, timeout))
+        self.status = self.response.status_code
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if self.status == 200:
+            self._thread.start()
+        else:
+            self.ended.set()
+
+    def _run(self) -> None:
+        try:
+            boundary = b"--" + self.response.headers["Content-Type"].split("boundary=")[1].encode()
+            reader = self.response.raw
+            while not self._closing.is_set():
+                line = reader.readline()
+                if not line:
+                    return
+                if line.strip() != boundary:
+                    continue
+                headers: dict[str, str] = {}
+                while (header := reader.readline().strip()) != b"":
+                    name, _, value = header.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = reader.read(int(headers["content-length"]))
+                self.parts.append(Part(headers, body))
+                self.times.append(time.monotonic())
+        except Exception as exc:
+            if not self._closing.is_set():
+                self.error = exc
+        finally:
+            self.ended.set()
+
+    def wait_for(self, condition: Callable[[Part], bool], timeout: float, what: str = "", start: int = 0) -> int:
+        """The index of the first part from ``start`` on that meets ``condition``; fails after ``timeout``."""
+        checked = start
+
+        def found() -> int | None:
+            nonlocal checked
+            while checked < len(self.parts):
+                if condition(self.parts[checked]):
+                    return checked + 1  # truthy even for index 0
+                checked += 1
+            if self.ended.is_set():
+                raise AssertionError(f"the stream ended ({self.error!r}) while waiting for {what}")
+            return None
+
+        return int(wait_until(found, timeout, what=what)) - 1  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._thread.ident is not None:
+            self._thread.join(5)  # parts keep coming (placeholders too), so the reader sees the flag
+        self.response.close()
