@@ -85,12 +85,13 @@ def run(settings: Settings) -> int:
     from web import create_app
 
     setup_logging(settings.log_level)
+    # A bad source spec is a usage error: refuse it with one line, before logging or creating any file.
+    first_source = [make_source(settings)]
     log.info("camd starting with %s", settings.public_view())
     signals = Signals()
     signals.install()
 
     users = _prepare_users(settings)
-    first_source = [make_source(settings)]  # a bad source spec stops us here, before anything runs
 
     def open_source() -> Source:
         # Each (re)open gets a fresh source object: a worker stuck in a read keeps its own.
