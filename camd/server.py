@@ -5,12 +5,15 @@ in threads of our process, binds before we announce readiness, stops with a
 bounded wait and speaks TLS with the standard library. Each request runs on one
 of its worker threads; a stream viewer's thread only waits while the fan-out
 thread writes its frames (see ``camd.fanout``), so the pool is sized for
-``max_clients`` plus room for everything else.
+``max_clients`` plus room for everything else. A connection reaches a worker
+only once its request head is complete (see ``camd.heads``): clients that send
+half a request and stall cannot take the workers away from real viewers.
 """
 
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 import threading
 from pathlib import Path
@@ -19,12 +22,17 @@ from typing import Any
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
+from camd.heads import HeadGate
+
 log = logging.getLogger(__name__)
 
 SPARE_THREADS = 16
 REQUEST_TIMEOUT = 10
 LISTEN_BACKLOG = 512
 MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024
+HEAD_TIMEOUT = 10.0  # a whole request head must arrive within this
+OPEN_FILES = 8192
 
 
 class _Gateway(wsgi.Gateway_10):
@@ -35,6 +43,14 @@ class _Gateway(wsgi.Gateway_10):
         environ["camd.handoff"] = self._handoff
         return environ
 
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        write = super().start_response(status, headers, exc_info)
+        if getattr(self.req.rfile, "remaining", 0) > 0:
+            # The app left (part of) the body unread: close after answering instead of letting
+            # cheroot drain it, which a client trickling a large body could stretch forever.
+            self.req.close_connection = True
+        return write
+
     def _handoff(self) -> tuple[socket.socket, bool]:
         """The connection's socket, once the headers are out, and whether the body is chunked."""
         self.req.ensure_headers_sent()
@@ -42,6 +58,21 @@ class _Gateway(wsgi.Gateway_10):
 
 
 class _Server(wsgi.Server):
+    heads: HeadGate | None = None
+
+    def process_conn(self, conn: Any) -> None:
+        # A new or kept-alive connection waits in the head gate, not on a worker, until its request is in.
+        if self.heads is not None and not conn.rfile.has_data():
+            self.heads.add(conn)
+        else:
+            self.dispatch(conn)
+
+    def dispatch(self, conn: Any) -> None:
+        if self.ready:
+            super().process_conn(conn)
+        else:
+            conn.close()
+
     def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
         # cheroot reports client-side trouble (resets, bad requests) as errors; they are not ours.
         log.log(logging.DEBUG if level < logging.ERROR else logging.WARNING, "%s", msg, exc_info=traceback)
@@ -71,7 +102,10 @@ class WebServer:
         )
         self.server.gateway = _Gateway
         self.server.max_request_header_size = MAX_HEADER_BYTES
+        self.server.max_request_body_size = MAX_BODY_BYTES  # larger ones get 413 before the app runs
         self.server.keep_alive_conn_limit = max_clients + SPARE_THREADS
+        self.heads = HeadGate(self.server.dispatch, max_head_bytes=MAX_HEADER_BYTES, timeout=HEAD_TIMEOUT)
+        self.server.heads = self.heads
         self.tls = tls_cert is not None and tls_key is not None
         if self.tls:
             self.server.ssl_adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
@@ -79,7 +113,9 @@ class WebServer:
 
     def start(self) -> None:
         """Bind and listen (errors here are the caller's), then serve from a thread."""
+        _raise_open_files_limit()
         self.server.prepare()
+        self.heads.start()
         self._thread = threading.Thread(target=self.server.serve, name="http", daemon=True)
         self._thread.start()
 
@@ -95,5 +131,17 @@ class WebServer:
 
     def stop(self) -> None:
         self.server.stop()
+        self.heads.stop()
         if self._thread is not None:
             self._thread.join(2)
+
+
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files (towards the hard one): each waiting client holds a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the open files limit from %d: %s", soft, exc)
