@@ -14,6 +14,7 @@ import stat
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, url_for
@@ -51,11 +52,11 @@ def init_app(app: Flask) -> None:
 # --- finding a file safely ------------------------------------------------------------------
 
 
-def open_still(day: str, name: str) -> tuple[IO[bytes], os.stat_result] | None:
+def open_still(stills_dir: str | os.PathLike[str], day: str, name: str) -> tuple[IO[bytes], os.stat_result] | None:
     """The still's open file and its stat, or None unless it is camd's regular file inside the folder."""
     if parse(day, name) is None:
         return None
-    root = os.path.realpath(writer().root)
+    root = os.path.realpath(stills_dir)
     folder = os.path.join(root, day)
     path = os.path.join(folder, name)
     try:
@@ -92,7 +93,7 @@ def _not_found() -> NoReturn:
 def still(day: str, name: str) -> Response | str:
     if not name.endswith(".jpg"):
         return viewer(day, name)
-    opened = open_still(day, name)
+    opened = open_still(writer().root, day, name)
     if opened is None:
         return _not_found()
     handle, info = opened
@@ -150,11 +151,12 @@ class _Pipe:
         return data
 
 
-def _zip_stream(stills: list[Still]) -> Iterator[bytes]:
+def _zip_stream(stills_dir: Path, stills: list[Still]) -> Iterator[bytes]:
+    """The zip, made as it is sent (runs outside the request context: it gets what it needs)."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[call-overload]
         for item in stills:
-            opened = open_still(item.day, item.name)
+            opened = open_still(stills_dir, item.day, item.name)
             if opened is None:
                 continue  # deleted since the list was made
             handle, info = opened
@@ -178,7 +180,7 @@ def day_zip(day: str) -> Response:
     stills = writer().index.of_day(day)
     if not stills:
         return _not_found()
-    response = Response(_zip_stream(stills), mimetype="application/zip")
+    response = Response(_zip_stream(writer().root, stills), mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="stills-{day}.zip"'
     response.headers["X-Accel-Buffering"] = "no"
     return response
