@@ -57,6 +57,7 @@ class Daemon:
     state_dir: Path
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    module: str = "camd"  # what ``python -m`` runs: tests.faults wraps camd with fault injection
     proc: subprocess.Popen[str] | None = None
     port: int = 0
     lines: list[str] = field(default_factory=list)
@@ -81,7 +82,7 @@ class Daemon:
         if "NOTIFY_SOCKET" not in self.env:
             env.pop("NOTIFY_SOCKET", None)  # the test's own runner may be under systemd
         command = [
-            sys.executable, "-m", "camd", "run", "--host", "127.0.0.1", "--port", "0",
+            sys.executable, "-m", self.module, "run", "--host", "127.0.0.1", "--port", "0",
             "--state-dir", str(self.state_dir), *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
@@ -105,7 +106,10 @@ class Daemon:
 
         def found() -> re.Match[str] | None:
             if self.proc is not None and self.proc.poll() is not None and not regex.search(self.log):
-                raise AssertionError(f"camd exited with {self.proc.returncode}:\n{self.log}")
+                if self._reader is not None:
+                    self._reader.join(2)  # its last lines may still be on their way
+                if not regex.search(self.log):
+                    raise AssertionError(f"camd exited with {self.proc.returncode}:\n{self.log}")
             return regex.search(self.log)
 
         return wait_until(found, timeout, what=f"log line {pattern!r}")  # type: ignore[return-value]
