@@ -227,10 +227,11 @@ class StillsWriter:
         if removed:
             log.info("removed %d temp file(s) left by an interrupted save", removed)
         remove_empty_days(self.root)
+        started = time.monotonic()
         self.index.replace(scan(self.root))
         log.info(
-            "stills: %d in %s (%.1f MB); one every %gs", self.index.count(), self.root,
-            self.index.total_bytes / retention.MB, self.settings.stills_interval,
+            "stills: %d in %s (%.1f MB, indexed in %.0f ms); one every %gs", self.index.count(), self.root,
+            self.index.total_bytes / retention.MB, (time.monotonic() - started) * 1000, self.settings.stills_interval,
         )  # fmt: skip
 
     def _run(self) -> None:
