@@ -203,7 +203,7 @@ class StillsWriter:
         self._thread = threading.Thread(target=self._run, name="stills", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
         """Stop the schedule; a still being written is finished first."""
         self._stop.set()
         self._wake.set()
@@ -265,6 +265,10 @@ class StillsWriter:
             self.hub.counters.incr("stills_skipped")
         except StillError:
             pass  # already logged and counted
+        except Exception:
+            self._failures += 1
+            self.hub.counters.incr("stills_failed")
+            log.exception("saving a still failed")
 
     # --- taking a still -------------------------------------------------------------
 
@@ -276,6 +280,8 @@ class StillsWriter:
         """
         deadline = time.monotonic() + wait
         while True:
+            if self._stop.is_set():
+                raise NoPicture("camd is stopping")
             camera = self.hub.camera
             if camera.state != LIVE:
                 raise NoPicture(f"the camera is {camera.state.replace('_', ' ')}")

@@ -208,6 +208,9 @@ def scan(root: Path) -> list[Still]:
         days = list(os.scandir(root))
     except FileNotFoundError:
         return stills
+    except OSError as exc:
+        log.error("cannot list the stills folder %s: %s", root, exc)
+        return stills
     for day_entry in days:
         if not DAY_RE.fullmatch(day_entry.name) or not day_entry.is_dir(follow_symlinks=False):
             continue
@@ -239,7 +242,7 @@ def clean_temp_files(root: Path) -> int:
         folders += [
             Path(e.path) for e in os.scandir(root) if DAY_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
         ]
-    except FileNotFoundError:
+    except OSError:
         return 0
     for folder in folders:
         try:

@@ -207,3 +207,16 @@ def test_retention_runs_after_each_save(tmp_path: Path, hub: Hub) -> None:
         assert writer.index.count() <= 3
     assert len(files(writer.root)) == 3
     assert hub.counters.get("stills_deleted") == 3
+
+
+def test_stills_dir_under_a_file_is_an_error_not_a_crash(tmp_path: Path, hub: Hub) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    writer = StillsWriter(make_settings(tmp_path, stills_dir=str(blocker / "stills")), hub)
+    writer._prepare()  # logs the error, does not raise
+    publish(hub)
+    with pytest.raises(StillError):
+        writer.take()
+    blocker.unlink()
+    still = writer.take()
+    decode((writer.root / still.path).read_bytes())
