@@ -289,7 +289,7 @@ def test_kill_9_at_random_moments_never_leaves_a_partial_still(tmp_path: Path) -
     args = (*TEST_SOURCE, "--stills-interval", "1s", "--stills-quality", "100", *NO_RETENTION)
     rng = random.Random(20261121)
     started = time.monotonic()
-    cycles = 0
+    cycles = caught_mid_save = 0
     while cycles < 16 and time.monotonic() - started < 150:
         daemon = Daemon(state, args)
         daemon.start(wait_healthy=False)
@@ -313,9 +313,11 @@ def test_kill_9_at_random_moments_never_leaves_a_partial_still(tmp_path: Path) -
         stop.set()
         thread.join(5)
         cycles += 1
+        caught_mid_save += bool(temp_files(root))
         for name in jpgs(root):
             decode((root / name).read_bytes())
     assert cycles >= 10
+    print(f"{cycles} kills, {caught_mid_save} of them left a temp file (killed mid-save)")
     assert len(jpgs(root)) > cycles
     before = len(jpgs(root))
     final = Daemon(state, args).start()
