@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from camd import cli
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             return cli.cmd_passwd(args)
         if args.command == "probe":
             return cli.cmd_probe(args)
-        return run(cli.settings_from(args))
+        return run(cli.settings_from(args), reload_settings=lambda: cli.settings_from(args))
     except SettingsError as exc:
         sys.stderr.write(f"camd: {exc}\n")
         return 2
@@ -74,12 +75,14 @@ class Signals:
         self.wake.set()
 
 
-def run(settings: Settings) -> int:
-    """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds."""
+def run(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
+    """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds; SIGHUP re-reads."""
     from camd.capture import Capture
     from camd.fanout import Fanout
     from camd.hub import Hub
+    from camd.reload import Reloader
     from camd.server import WebServer
+    from camd.service import Service
     from camd.sources import Source, make_source
     from camd.stills import StillsWriter
     from web import create_app
@@ -118,18 +121,22 @@ def run(settings: Settings) -> int:
         capture.stop()
         raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
     log.info("serving on %s (live view: %slive)", server.url(settings.host), server.url(settings.host))
+    service = Service(hub, capture, fanout, settings.stall_timeout)  # sd_notify; does nothing outside systemd
+    service.start()
+    reloader = Reloader(settings, reload_settings, users, stills=stills, service=service)
 
     while not signals.stop.is_set():
         signals.wake.wait(1.0)
         signals.wake.clear()
         if signals.reload.is_set():
             signals.reload.clear()
-            users.reload()
+            reloader.reload()
         if signals.still.is_set():
             signals.still.clear()
             stills.request()
 
     log.info("stopping")
+    service.stop()
     fanout.stop()
     server.stop()
     stills.stop()  # finishes a still being written

@@ -29,6 +29,7 @@ SETTLE_FRAMES = 3  # consecutive valid frames whose brightness must agree
 SETTLE_SPREAD = 4.0  # how far apart (0-255) their mean brightness may be
 MAX_FAILED_READS = 5  # consecutive failed reads that mean the camera is gone
 PLACEHOLDER_INTERVAL = 1.0
+OPEN_HANG_SLACK = 10.0  # an open may take this long beyond stall_timeout (network cameras) before it counts as hung
 
 
 class CameraLost(Exception):
@@ -60,6 +61,8 @@ class Capture:
         self._offline_since: float | None = None
         self._last_valid = time.monotonic()
         self._reading_since: float | None = None
+        self._opening_since: float | None = None
+        self._hung: str | None = None  # a read hung since the last live frame (for the watchdog)
         self._failed_reads = 0
         self._worker: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
@@ -84,6 +87,24 @@ class Capture:
         if self._worker is not None and self._worker.is_alive():
             log.warning("the camera read did not return within %.1fs; leaving it behind", timeout)
 
+    def stuck(self) -> str | None:
+        """Why capture cannot recover by itself, or None while it can (what the watchdog asks).
+
+        A read that hung since the last live frame, an open blocked for longer than
+        the source's own timeouts, or a dead capture thread; opens and reads that
+        fail quickly while reopening with backoff are progress, not stuck.
+        """
+        if self._hung is not None:
+            return self._hung
+        opening = self._opening_since
+        limit = self.settings.stall_timeout + OPEN_HANG_SLACK
+        if opening is not None and time.monotonic() - opening > limit:
+            return f"opening the camera has blocked for more than {limit:g}s"
+        for thread in (self._worker, self._supervisor):
+            if thread is not None and thread.ident is not None and not thread.is_alive() and not self._stop.is_set():
+                return f"the {thread.name} thread has died"
+        return None
+
     def _start_worker(self) -> None:
         generation = self._generation
         self._worker = threading.Thread(
@@ -99,6 +120,7 @@ class Capture:
             if self._stop.wait(self._backoff):
                 return
         source = self.open_source()
+        self._opening_since = time.monotonic()
         try:
             info = source.open()
         except Exception as exc:  # a source may fail to open in any number of ways
@@ -106,6 +128,8 @@ class Capture:
             source.close()
             self._lost(generation, f"cannot open: {exc}")
             return
+        finally:
+            self._opening_since = None
         if generation != self._generation or self._stop.is_set():
             source.close()
             return
@@ -222,6 +246,7 @@ class Capture:
 
     def _publish(self, frame: Captured) -> None:
         self._last_valid = time.monotonic()
+        self._hung = None
         self.hub.counters.incr("frames_captured")
         self.hub.publish(pixels=frame.pixels, jpeg=frame.jpeg, timestamp=frame.timestamp)
 
@@ -251,6 +276,8 @@ class Capture:
                 hung_for = time.monotonic() - reading_since
                 if hung_for > self.settings.stall_timeout:
                     # The worker is stuck inside a read; it cannot notice by itself.
+                    self._hung = f"a camera read hung for more than {self.settings.stall_timeout:g}s"
+                    self._reading_since = None  # that worker is given up on: report its hang once
                     self._lost(self._generation, f"a read has hung for {hung_for:.1f}s")
             if self.hub.camera.state == LIVE:
                 continue

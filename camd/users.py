@@ -132,8 +132,8 @@ class Users:
         check_private(path)  # refuse to start on a file others can read: its hashes would be out
         self.reload()
 
-    def reload(self) -> bool:
-        """Re-read the file if it changed; keep the last good users when it is unreadable."""
+    def reload(self, force: bool = False) -> bool:
+        """Re-read the file if it changed (always with ``force``: SIGHUP); keep the last good users when unreadable."""
         self._checked_at = time.monotonic()
         try:
             info = self.path.stat()
@@ -142,7 +142,7 @@ class Users:
                 log.error("users file %s is gone; keeping the %d users read before", self.path, len(self._users))
             return False
         signature = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode)
-        if signature == self._signature:
+        if signature == self._signature and not force:
             return False
         try:
             check_private(self.path)
