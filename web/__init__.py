@@ -17,7 +17,7 @@ def create_app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, **ext
 
     ``extra`` carries optional collaborators (``stills``, ...) that blueprints look up by name.
     """
-    from web import api, auth, headers, pages, stream
+    from web import api, auth, headers, metrics, pages, stream
     from web.context import Camd
 
     app = Flask(__name__)
@@ -28,6 +28,7 @@ def create_app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, **ext
     app.register_blueprint(pages.bp)
     app.register_blueprint(stream.bp)
     app.register_blueprint(api.bp)
+    metrics.init_app(app)
     if extra.get("stills") is not None:
         from web import stills
 
