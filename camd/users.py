@@ -138,8 +138,9 @@ class Users:
         try:
             info = self.path.stat()
         except FileNotFoundError:
-            if self._users:
+            if self._users and self._signature is not None:  # said once, not on every check
                 log.error("users file %s is gone; keeping the %d users read before", self.path, len(self._users))
+            self._signature = None
             return False
         signature = (info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode)
         if signature == self._signature and not force:
