@@ -81,10 +81,7 @@ class Reloader:
         if not changed:
             log.info("SIGHUP: users re-read; settings unchanged")
             return
-        applied: list[str] = []
-        if "log_level" in changed:
-            apply_log_level(new.log_level)
-            applied.append("log_level")
+        applied: list[str] = ["log_level"] if "log_level" in changed else []
         stills_changed = [name for name in changed if name in STILLS_SETTINGS]
         if stills_changed:
             update = getattr(self.stills, "update_settings", None)
@@ -96,7 +93,8 @@ class Reloader:
                 else:
                     applied.extend(stills_changed)
         restart = [name for name in changed if name not in applied]
-        self.settings = dataclasses.replace(self.settings, **{name: getattr(new, name) for name in applied})
+        # Say what happened at the more verbose of the two log levels, then settle on the new one.
+        apply_log_level(min(self.settings.log_level, new.log_level, key=_verbosity))
         if applied:
             log.info("SIGHUP: applied %s", _describe(applied, old_view, new_view))
         if restart:
@@ -104,6 +102,12 @@ class Reloader:
                 "SIGHUP: these changes need a restart to take effect (systemctl restart camd): %s",
                 _describe(restart, old_view, new_view),
             )
+        self.settings = dataclasses.replace(self.settings, **{name: getattr(new, name) for name in applied})
+        apply_log_level(self.settings.log_level)
+
+
+def _verbosity(level: str) -> int:
+    return logging.getLevelNamesMapping()[level.upper()]
 
 
 def _describe(names: list[str], old: dict[str, Any], new: dict[str, Any]) -> str:
