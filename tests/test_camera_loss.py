@@ -139,7 +139,9 @@ def test_snapshot_is_never_a_placeholder_and_health_recovers(
     camera.stop()
     stopped_at = time.time()
     wait_until(lambda: daemon.health() == (503, "offline"), 15, what="/healthz to say offline")
-    # The snapshot is the newest *valid* frame: never the placeholder, never newer than the loss.
+    wait_until(lambda: daemon.get("/api/status").json()["camera"]["state"] == "offline", 10, what="state offline")
+    # Viewers get the placeholder now, but a snapshot is the newest *valid* frame: never the
+    # placeholder, never newer than the loss.
     during = daemon.get("/snapshot.jpg")
     if during.status_code == 200:
         assert not is_placeholder(decode(during.content))

@@ -60,6 +60,7 @@ def test_green_frames_of_a_warming_camera_are_never_served(
     assert len(live) >= 30, f"only {len(live)} live frames in 3 s"
     assert len(snapshots) >= 10
     assert not [body for body in snapshots if is_green(decode(body))], "a green frame was a snapshot"
+    assert not [body for body in snapshots if is_placeholder(decode(body))], "a snapshot was the placeholder"
 
     counts = _discarded(daemon)
     assert len(counts) == 1, daemon.log
@@ -120,6 +121,7 @@ def test_warmup_frames_are_discarded_even_when_the_gate_would_pass_them(
     images = [decode(part.body) for part in viewer.parts]
     assert not [i for i, image in enumerate(images) if is_marker(image)], "a warm-up frame reached the viewer"
     assert not [body for body in snapshots if is_marker(decode(body))], "a warm-up frame was a snapshot"
+    assert not [body for body in snapshots if is_placeholder(decode(body))], "a snapshot was the placeholder"
     assert len([image for image in images[live_from:] if not is_placeholder(image)]) >= 5
     counts = _discarded(daemon)
     assert len(counts) == 1 and counts[0] >= 25, daemon.log
