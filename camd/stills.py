@@ -9,6 +9,7 @@ after every save.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import math
@@ -160,6 +161,17 @@ def write_atomically(folder: Path, base: str, data: bytes, taken: Callable[[str]
     return name
 
 
+STILLS_FIELDS = tuple(f.name for f in dataclasses.fields(Settings) if f.name.startswith("stills_"))
+
+
+def limits_of(settings: Settings) -> retention.Limits:
+    return retention.Limits(
+        max_age=settings.stills_max_age,
+        max_count=settings.stills_max_count,
+        min_free_bytes=settings.stills_min_free_mb * retention.MB,
+    )
+
+
 class StillsWriter:
     """Saves stills on the grid of ``stills_interval`` and on request, keeps the folder tidy.
 
@@ -179,15 +191,12 @@ class StillsWriter:
         self.hub = hub
         self.root = settings.stills_path
         self.index = StillIndex()
-        self.limits = retention.Limits(
-            max_age=settings.stills_max_age,
-            max_count=settings.stills_max_count,
-            min_free_bytes=settings.stills_min_free_mb * retention.MB,
-        )
+        self.limits = limits_of(settings)
         self.free_space = free_space
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._requested = threading.Event()
+        self._changed = threading.Event()
         self._save_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._failures = 0
@@ -218,6 +227,21 @@ class StillsWriter:
         self._requested.set()
         self._wake.set()
 
+    def update_settings(self, settings: Settings) -> None:
+        """Take re-read stills settings (SIGHUP): interval, quality, banner, retention.
+
+        A different ``stills_dir`` needs a restart (the index and the web routes hold
+        the folder), so it is refused with ValueError.
+        """
+        if settings.stills_path != self.root:
+            raise ValueError(f"stills_dir {str(self.root)!r} -> {str(settings.stills_path)!r} needs a restart")
+        changes = {name: getattr(settings, name) for name in STILLS_FIELDS}
+        self.settings = dataclasses.replace(self.settings, **changes)
+        self.limits = limits_of(self.settings)
+        log.info("stills: one every %gs; %s", self.settings.stills_interval, self.limits)
+        self._changed.set()
+        self._wake.set()
+
     def _prepare(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -244,6 +268,12 @@ class StillsWriter:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if self._changed.is_set():
+                self._changed.clear()
+                interval = self.settings.stills_interval
+                self._next = next_slot(time.time(), interval)
+                with self._save_lock:
+                    self._prune()
             if self._requested.is_set():
                 self._requested.clear()
                 self._scheduled(None)

@@ -220,3 +220,24 @@ def test_stills_dir_under_a_file_is_an_error_not_a_crash(tmp_path: Path, hub: Hu
     blocker.unlink()
     still = writer.take()
     decode((writer.root / still.path).read_bytes())
+
+
+def test_new_settings_apply_to_the_running_writer(tmp_path: Path, hub: Hub) -> None:
+    writer = StillsWriter(make_settings(tmp_path, stills_interval="1h", stills_banner="off"), hub)
+    writer.start()
+    try:
+        publish(hub)
+        for _ in range(5):
+            writer.take()
+        assert writer.index.count() == 5
+        writer.update_settings(make_settings(tmp_path, stills_interval="2", stills_max_count="2", stills_quality="20"))
+        assert writer.settings.stills_interval == 2 and writer.settings.stills_quality == 20
+        wait = time.monotonic() + 10
+        while writer.index.count() != 2 and time.monotonic() < wait:
+            time.sleep(0.05)
+        assert writer.index.count() == 2, "retention did not run with the new limits"
+        assert len(files(writer.root)) == 2
+        with pytest.raises(ValueError, match="restart"):
+            writer.update_settings(make_settings(tmp_path, stills_dir=str(tmp_path / "elsewhere")))
+    finally:
+        writer.stop()
