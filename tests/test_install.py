@@ -1,0 +1,158 @@
+"""systemd/install.sh under a temporary root, and the example config it installs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
+from werkzeug.security import check_password_hash
+
+from camd.settings import FIELDS, Settings, load
+from camd.users import read_users
+from tests.conftest import REPO
+
+SCRIPT = REPO / "systemd" / "install.sh"
+EXAMPLE = REPO / "systemd" / "camd.toml.example"
+
+
+def install(root: Path, *args: str) -> str:
+    """Run the install script under ``root``, offline: camd goes into the venv alone (--no-deps)
+    and its dependencies come from this test's own environment through PYTHONPATH."""
+    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    env.pop("DESTDIR", None)
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--root", str(root), "--no-deps", *args],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with its type, mode, link target and content hash."""
+    listing = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        if path.is_symlink():
+            what = "link " + os.readlink(path)
+        elif path.is_dir():
+            what = "dir"
+        else:
+            what = "file " + hashlib.sha256(path.read_bytes()).hexdigest()
+        listing[str(path.relative_to(root))] = f"{what} {info.st_mode:o} {info.st_mtime_ns}"
+    return listing
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+# --- the example config ------------------------------------------------------------------------
+
+
+def commented_settings(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for match in re.finditer(r"^#([a-z_]+) = (.*)$", text, re.MULTILINE):
+        assert match.group(1) not in found, f"{match.group(1)} is listed twice"
+        found[match.group(1)] = match.group(2)
+    return found
+
+
+def test_example_config_lists_every_setting_commented_with_its_default(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    listed = commented_settings(text)
+    assert sorted(listed) == sorted(FIELDS), "the example must list exactly the settings camd has"
+    assert load(environ={}, config=EXAMPLE) == Settings()  # as shipped, every line is a comment
+
+    uncommented = tmp_path / "all.toml"
+    uncommented.write_text(re.sub(r"^#([a-z_]+ = )", r"\1", text, flags=re.MULTILINE))
+    assert load(environ={}, config=uncommented) == Settings()  # every value shown is the default
+
+
+# --- the install script ------------------------------------------------------------------------
+
+
+def test_install_lays_out_venv_units_and_config_then_changes_nothing_and_keeps_edits(root: Path) -> None:
+    output = install(root)
+
+    venv = root / "opt/camd/venv"
+    assert (venv / "bin/python").exists()
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert (site / "camd/__init__.py").is_file() and (site / "web/templates").is_dir()  # a copy, not a link
+    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    version = subprocess.run([venv / "bin/camd", "--version"], check=False, env=env, capture_output=True, text=True)
+    assert version.stdout.startswith("camd "), version.stderr
+
+    units = root / "etc/systemd/system"
+    for unit in ("camd.service", "camd@.service"):
+        assert (units / unit).read_text() == (REPO / "systemd" / unit).read_text()
+    wants = units / "multi-user.target.wants/camd.service"
+    assert os.readlink(wants) == "/etc/systemd/system/camd.service"
+    assert (root / "etc/sysusers.d/camd.conf").read_text() == (REPO / "systemd/camd.sysusers").read_text()
+    config = root / "etc/camd/camd.toml"
+    assert config.read_text() == EXAMPLE.read_text()
+
+    users_file = root / "var/lib/camd/users"
+    assert users_file.stat().st_mode & 0o077 == 0
+    password = re.search(r"first login: user admin, password (\S+)", output)
+    assert password, output
+    assert check_password_hash(read_users(users_file)["admin"], password.group(1))
+    assert re.search(r"open http://\S+:8080/", output)
+
+    # A second run changes nothing: same paths, contents, modes and even times.
+    before = tree(root)
+    again = install(root)
+    assert tree(root) == before
+    assert "first login" not in again and "installed /" not in again
+
+    # An edited config survives a re-install (an update).
+    config.write_text(config.read_text() + '\nport = 8443\ntitle = "Garden"\n')
+    edited = config.read_text()
+    update = install(root)
+    assert config.read_text() == edited
+    assert "kept your /etc/camd/camd.toml" in update
+    assert re.search(r"open http://\S+:8443/", update)
+
+
+def test_uninstall_keeps_edits_and_data_and_purge_removes_it_all(root: Path) -> None:
+    install(root)
+    config = root / "etc/camd/camd.toml"
+    config.write_text(config.read_text() + "\nfps = 15\n")
+    (root / "var/lib/camd/stills").mkdir()
+
+    output = install(root, "--uninstall")
+    assert "kept your edited /etc/camd/camd.toml" in output
+    left = sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+    assert left == [
+        "etc", "etc/camd", "etc/camd/camd.toml",
+        "var", "var/lib", "var/lib/camd", "var/lib/camd/stills", "var/lib/camd/users",
+    ]  # fmt: skip
+
+    install(root)
+    install(root, "--uninstall", "--purge")
+    assert list(root.iterdir()) == []
+
+
+def test_uninstall_of_an_unedited_install_leaves_only_the_data(root: Path) -> None:
+    install(root)
+    install(root, "--uninstall")
+    left = sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+    assert left == ["var", "var/lib", "var/lib/camd", "var/lib/camd/users"]
+
+
+def test_install_needs_root_or_a_root_directory() -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root")
+    result = subprocess.run(["bash", str(SCRIPT)], check=False, capture_output=True, text=True)
+    assert result.returncode == 1 and "run it as root" in result.stderr
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    result = subprocess.run(["bash", str(SCRIPT), "--frobnicate"], check=False, capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown option --frobnicate" in result.stderr

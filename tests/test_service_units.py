@@ -1,0 +1,128 @@
+"""The unit files: `systemd-analyze verify` says nothing, `security` rates them at most 2.0.
+
+`verify` checks that ExecStart's binary exists, and /opt/camd/venv/bin/camd does
+not on the machine that runs the tests. So both run with ``--root`` on a small
+tree made for the test: the units in /etc/systemd/system, systemd's own units
+(copied from this machine, for the targets they refer to), /bin/kill for
+ExecReload and an executable stand-in at /opt/camd/venv/bin/camd. Nothing is
+rewritten in the units themselves.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, require_tool
+
+UNITS = ("camd.service", "camd@.service")
+MAX_EXPOSURE = 2.0
+SYSTEM_UNITS = Path("/usr/lib/systemd/system")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tool("systemd-analyze")
+    if not SYSTEM_UNITS.is_dir():
+        pytest.fail(f"{SYSTEM_UNITS} is missing: install the systemd package")
+    root = tmp_path_factory.mktemp("root")
+    (root / "usr/lib/systemd").mkdir(parents=True)
+    shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/bin").mkdir(parents=True)
+    kill = shutil.which("kill", path="/usr/bin:/bin")
+    assert kill, "no kill binary"
+    shutil.copy(kill, root / "usr/bin/kill")
+    (root / "bin").symlink_to("usr/bin")
+    camd = root / "opt/camd/venv/bin/camd"
+    camd.parent.mkdir(parents=True)
+    camd.write_text("#!/bin/sh\nexit 0\n")
+    camd.chmod(0o755)
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    for unit in UNITS:
+        shutil.copy(REPO / "systemd" / unit, units / unit)
+    return root
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("unit", ["camd.service", "camd@front.service"])
+def test_verify_prints_nothing(root: Path, unit: str) -> None:
+    result = analyze("verify", f"--root={root}", unit)
+    assert (result.stdout + result.stderr).strip() == "", result.stdout + result.stderr
+    assert result.returncode == 0
+
+
+def test_verify_would_catch_a_mistake(root: Path) -> None:
+    """The check above is not vacuous: a typo and a missing binary are reported."""
+    broken = root / "etc/systemd/system/broken.service"
+    text = (REPO / "systemd/camd.service").read_text()
+    broken.write_text(
+        text.replace("ProtectHome=yes", "ProtectHome=yes\nProtectHomme=yes").replace("venv/bin/camd", "venv/bin/nope")
+    )
+    try:
+        result = analyze("verify", f"--root={root}", "broken.service")
+    finally:
+        broken.unlink()
+    output = result.stdout + result.stderr
+    assert "ProtectHomme" in output and "venv/bin/nope" in output
+
+
+@pytest.mark.parametrize("unit", ["camd.service", "camd@front.service"])
+def test_security_exposure_is_low(root: Path, unit: str) -> None:
+    result = analyze("security", "--offline=yes", f"--root={root}", "--no-pager", unit)
+    output = result.stdout + result.stderr
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+    assert match, output
+    score = float(match.group(1))
+    print(f"systemd-analyze security --offline=yes {unit}: exposure {score}")
+    assert score <= MAX_EXPOSURE, output
+
+
+def unit_settings(name: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in (REPO / "systemd" / name).read_text().splitlines():
+        if line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("Type", "notify"),
+        ("NotifyAccess", "main"),
+        ("Restart", "on-failure"),
+        ("WatchdogSec", "30"),
+        ("TimeoutStopSec", "15"),
+        ("User", "camd"),
+        ("SupplementaryGroups", "video"),
+        ("DevicePolicy", "closed"),
+        ("DeviceAllow", "char-video4linux rw"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("CapabilityBoundingSet", ""),
+        ("RestartPreventExitStatus", "2"),
+    ],
+)
+def test_units_have(key: str, value: str) -> None:
+    for unit in UNITS:
+        assert unit_settings(unit)[key] == [value], unit
+
+
+def test_instances_have_their_own_config_and_state() -> None:
+    single, template = unit_settings("camd.service"), unit_settings("camd@.service")
+    assert single["ExecStart"] == ["/opt/camd/venv/bin/camd run --config /etc/camd/camd.toml"]
+    assert template["ExecStart"] == ["/opt/camd/venv/bin/camd run --config /etc/camd/%i.toml"]
+    assert single["StateDirectory"] == ["camd"]
+    assert template["StateDirectory"] == ["camd/%i"]
