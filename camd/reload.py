@@ -82,12 +82,15 @@ class Reloader:
             log.info("SIGHUP: users re-read; settings unchanged")
             return
         applied: list[str] = ["log_level"] if "log_level" in changed else []
-        stills_changed = [name for name in changed if name in STILLS_SETTINGS]
+        # A new stills folder needs a restart (the index and the web routes hold it); the rest applies now.
+        stills_changed = [name for name in changed if name in STILLS_SETTINGS and name != "stills_dir"]
         if stills_changed:
             update = getattr(self.stills, "update_settings", None)
             if callable(update):
                 try:
-                    update(new)
+                    update(
+                        dataclasses.replace(new, stills_dir=self.settings.stills_dir, state_dir=self.settings.state_dir)
+                    )
                 except Exception as exc:
                     log.error("SIGHUP: the stills writer refused the new settings: %s", exc)
                 else:

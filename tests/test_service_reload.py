@@ -123,12 +123,17 @@ def test_port_given_as_flag_is_not_a_change(reloadable: tuple[Daemon, Path, Noti
     assert "settings unchanged" in daemon.log  # --port 0 on the command line still wins, as at start
 
 
-def test_stills_settings(reloadable: tuple[Daemon, Path, NotifySocket]) -> None:
+def test_stills_settings_apply_and_a_new_stills_folder_needs_a_restart(
+    reloadable: tuple[Daemon, Path, NotifySocket], tmp_path: Path
+) -> None:
     daemon, config, _ = reloadable
-    write_config(config, log_level="info", stills_interval="10m", stills_quality=70)
-    hup(daemon, 1)
-    line = next(line for line in daemon.lines if "SIGHUP: " in line)
-    assert "stills_interval 3600.0 -> 600.0" in line and "stills_quality 90 -> 70" in line
+    write_config(config, log_level="info", stills_interval="10m", stills_quality=70, stills_dir=str(tmp_path / "x"))
+    hup(daemon, 2)
+    applied = next(line for line in daemon.lines if "SIGHUP: applied" in line)
+    assert "stills_interval 3600.0 -> 600.0" in applied and "stills_quality 90 -> 70" in applied
+    assert "stills: one every 600s" in daemon.log  # the stills writer took them
+    restart = next(line for line in daemon.lines if "need a restart" in line)
+    assert "stills_dir None -> " in restart and "stills_interval" not in restart
 
 
 def test_a_broken_config_is_reported_and_the_daemon_keeps_running(
