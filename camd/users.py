@@ -62,6 +62,7 @@ def write_users(path: Path, users: dict[str, str]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".users-", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
+        _keep_owner(fd, path)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -70,6 +71,17 @@ def write_users(path: Path, users: dict[str, str]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _keep_owner(fd: int, path: Path) -> None:
+    """Root editing the file (sudo camd passwd) must leave it to the service user that reads it."""
+    if os.geteuid() != 0:
+        return
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    os.fchown(fd, info.st_uid, info.st_gid)
 
 
 def read_users(path: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 from werkzeug.security import check_password_hash
 
 from camd.settings import FIELDS, Settings, load
-from camd.users import read_users
+from camd.users import read_users, set_password
 from tests.conftest import REPO
 
 SCRIPT = REPO / "systemd" / "install.sh"
@@ -156,3 +156,15 @@ def test_install_needs_root_or_a_root_directory() -> None:
 def test_unknown_option_is_a_usage_error() -> None:
     result = subprocess.run(["bash", str(SCRIPT), "--frobnicate"], check=False, capture_output=True, text=True)
     assert result.returncode == 2 and "unknown option --frobnicate" in result.stderr
+
+
+def test_passwd_as_root_leaves_the_users_file_to_the_service_user(tmp_path: Path) -> None:
+    """`sudo camd passwd` must not turn the file into root's, which the service could no longer read."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    path = tmp_path / "users"
+    set_password(path, "admin", "first password")
+    os.chown(path, 65534, 65534)
+    set_password(path, "admin", "second password")
+    info = path.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (65534, 65534, 0o600)
