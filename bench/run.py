@@ -67,6 +67,7 @@ class Server:
     log: Path
     cpu: int | None
     is_camd: bool = False
+    cwd: Path = REPO
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,7 +83,7 @@ class Server:
         pin: Callable[[], None] | None = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                self.argv, cwd=REPO, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                self.argv, cwd=self.cwd, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=pin,  # noqa: PLW1509 (run.py has no threads of its own)
             )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -151,8 +152,11 @@ class Source:
 class Factory:
     """Builds the three kinds of server for a source."""
 
-    def __init__(self, workdir: Path, server_cpu: int | None, max_viewers: int) -> None:
+    def __init__(
+        self, workdir: Path, server_cpu: int | None, max_viewers: int, baseline_tree: Path | None = None
+    ) -> None:
         self.workdir = workdir
+        self.baseline_tree = baseline_tree
         self.server_cpu = server_cpu
         self.max_viewers = max_viewers
         self.users = workdir / "users"
@@ -163,7 +167,7 @@ class Factory:
         self.count += 1
         return self.workdir / f"{self.count:02d}-{name}.log"
 
-    def camd(self, source: Source) -> Server:
+    def camd(self, source: Source, tree: Path = REPO) -> Server:
         port = free_port()
         state = self.workdir / f"state{self.count}"
         state.mkdir()
@@ -174,7 +178,16 @@ class Factory:
             "--max-clients", str(max(300, self.max_viewers)), "--passthrough", source.passthrough, *FAST_WARMUP,
         ]  # fmt: skip
         name = "camd" if source.spec == "test" else f"camd pt {source.passthrough}"
-        return Server(name, argv, {"PYTHONUNBUFFERED": "1"}, port, self._log("camd"), self.server_cpu, is_camd=True)
+        if tree != REPO:
+            name += " (base)"
+        env = {"PYTHONUNBUFFERED": "1"}
+        return Server(name, argv, env, port, self._log("camd"), self.server_cpu, is_camd=True, cwd=tree)
+
+    def camd_base(self, source: Source) -> Server:
+        """camd from another checkout (``--baseline-tree``), to measure a change against."""
+        if self.baseline_tree is None:
+            raise SystemExit("camd-base needs --baseline-tree")
+        return self.camd(source, self.baseline_tree)
 
     def floor(self, source: Source) -> Server:
         port = free_port()
@@ -197,7 +210,8 @@ class Factory:
         return Server("classic", argv, env, port, self._log("classic"), self.server_cpu)
 
     def make(self, kind: str, source: Source) -> Server:
-        return {"camd": self.camd, "floor": self.floor, "classic": self.classic}[kind](source)
+        makers = {"camd": self.camd, "camd-base": self.camd_base, "floor": self.floor, "classic": self.classic}
+        return makers[kind](source)
 
 
 # --- measuring ----------------------------------------------------------------------------------
@@ -477,7 +491,10 @@ def counts(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
-    parser.add_argument("--servers", default="camd,floor,classic", help="for the main matrix")
+    parser.add_argument("--servers", default="camd,floor,classic", help="for the main matrix (also: camd-base)")
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="a checkout of camd to run as camd-base, e.g. from git archive"
+    )
     parser.add_argument("--counts", type=counts, default=[1, 10, 50, 200], help="viewer counts of the main matrix")
     parser.add_argument("--recording-counts", type=counts, default=[1, 10, 50])
     parser.add_argument("--recording-baselines", action="store_true", help="also floor and classic on the recording")
@@ -511,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="camd-bench-") as tmp:
-        factory = Factory(Path(tmp), server_cpu, max([*args.counts, *args.recording_counts]))
+        factory = Factory(Path(tmp), server_cpu, max([*args.counts, *args.recording_counts]), args.baseline_tree)
         for name in args.sections.split(","):
             SECTIONS[name](factory, args, report, rows)
     report.append(f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
