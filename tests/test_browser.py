@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, require_tool, wait_until
+from tests.conftest import FAST_WARMUP, Daemon, require_tool, wait_until
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -35,8 +36,9 @@ CANVAS_LOOK = """() => {
 }"""
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium for this file's tests; each test opens its own context (own credentials, no shared state)."""
     executable = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else require_tool("chromium")
     from playwright.sync_api import sync_playwright
 
@@ -87,4 +89,34 @@ def test_live_page_needs_credentials(daemon: Daemon, browser: Any) -> None:
     else:
         assert response is not None and response.status == 401
     assert page.locator("#picture").count() == 0
+    context.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_live_page_reconnects_by_itself_when_the_daemon_comes_back(
+    daemon_factory: Callable[..., Daemon], browser: Any
+) -> None:
+    port = str(_free_port())
+    args = ("--source", "test", "--width", "320", "--height", "240", "--port", port, *FAST_WARMUP)
+    first = daemon_factory(*args)
+    context = browser.new_context(http_credentials={"username": first.auth[0], "password": first.auth[1]})
+    page = context.new_page()
+    page.goto(first.url("/live"))
+    wait_until(lambda: page.evaluate(CANVAS_LOOK)["frames"] >= 3, 15, what="the page to draw frames")
+    assert first.stop() == 0
+
+    # The stream dropped: the page says so, and keeps what it last drew.
+    wait_until(lambda: page.locator("#status").inner_text().startswith("Reconnecting"), 15, what="'Reconnecting'")
+    drawn = page.evaluate(CANVAS_LOOK)["frames"]
+
+    second = daemon_factory(*args)  # the same port, as after a restart by systemd
+    assert second.port == first.port
+    wait_until(lambda: page.evaluate(CANVAS_LOOK)["frames"] >= drawn + 5, 20, what="frames from the new daemon")
+    assert page.locator("#status").inner_text().startswith("Live")
+    assert (page.evaluate(CANVAS_LOOK)["width"], page.evaluate(CANVAS_LOOK)["height"]) == (320, 240)
     context.close()
