@@ -16,8 +16,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import REPO, require_tool
+from tests.conftest import FAST_WARMUP, REPO, Daemon, decode, make_recording, read_parts, require_tool
 
 UNITS = ("camd.service", "camd@.service")
 MAX_EXPOSURE = 2.0
@@ -126,3 +127,32 @@ def test_instances_have_their_own_config_and_state() -> None:
     assert template["ExecStart"] == ["/opt/camd/venv/bin/camd run --config /etc/camd/%i.toml"]
     assert single["StateDirectory"] == ["camd"]
     assert template["StateDirectory"] == ["camd/%i"]
+
+
+@pytest.mark.parametrize("source", ["test", "recording"])
+def test_camd_works_under_memory_deny_write_execute(tmp_path: Path, source: str) -> None:
+    """The unit sets MemoryDenyWriteExecute=yes: camd, OpenCV and FFmpeg must not need W+X memory."""
+    spec = str(make_recording(tmp_path / "clip.avi")) if source == "recording" else "test"
+    state = tmp_path / "state"
+    state.mkdir()
+    daemon = Daemon(
+        state, ("--source", spec, "--width", "320", "--height", "240", *FAST_WARMUP), module="tests.sandboxed"
+    )
+    try:
+        try:
+            daemon.start()
+        except AssertionError:
+            if daemon.proc is not None and daemon.proc.wait(5) == 77:
+                pytest.skip("this kernel has no PR_SET_MDWE (Linux 6.3+)")
+            raise
+        assert "MemoryDenyWriteExecute in force" in daemon.log
+        parts = read_parts(daemon.url("/stream.mjpg"), 5, auth=daemon.auth)
+        assert len(parts) == 5 and decode(parts[-1].body).shape == (240, 320, 3)
+        assert decode(daemon.get("/snapshot.jpg").content).shape == (240, 320, 3)
+        assert requests.post(daemon.url("/api/stills"), auth=daemon.auth, timeout=20).status_code == 201
+        assert daemon.get("/metrics").status_code == 200
+        assert daemon.stop() == 0
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
