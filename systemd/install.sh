@@ -120,8 +120,8 @@ uninstall() {
   if [ "$PURGE" = 1 ]; then
     rm -rf "$STATE"
     if live; then
-      id camd >/dev/null 2>&1 && userdel camd 2>/dev/null || true
-      getent group camd >/dev/null && groupdel camd 2>/dev/null || true
+      if id camd >/dev/null 2>&1; then userdel camd || true; fi
+      if getent group camd >/dev/null; then groupdel camd 2>/dev/null || true; fi
     fi
   elif [ -d "$STATE" ]; then
     say "kept ${STATE#"$ROOT"} (users, stills; --purge removes it)"

@@ -14,7 +14,7 @@ from werkzeug.security import check_password_hash
 
 from camd.settings import FIELDS, Settings, load
 from camd.users import read_users, set_password
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool
 
 SCRIPT = REPO / "systemd" / "install.sh"
 EXAMPLE = REPO / "systemd" / "camd.toml.example"
@@ -168,3 +168,9 @@ def test_passwd_as_root_leaves_the_users_file_to_the_service_user(tmp_path: Path
     set_password(path, "admin", "second password")
     info = path.stat()
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (65534, 65534, 0o600)
+
+
+def test_install_script_passes_shellcheck() -> None:
+    shellcheck = require_tool("shellcheck")
+    result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
