@@ -200,6 +200,17 @@ def moving_picture(number: int, width: int, height: int) -> np.ndarray:
     return image
 
 
+def marker_picture(number: int, width: int, height: int) -> np.ndarray:
+    """Magenta with noise: not flat, so the gate lets it through; only warm-up may discard it."""
+    noise = np.random.default_rng(number).integers(-40, 40, (height, width, 3))
+    return np.clip(np.array([230, 30, 230]) + noise, 0, 255).astype(np.uint8)
+
+
+def is_marker(image: np.ndarray) -> bool:
+    blue, green, red = (float(c) for c in image.reshape(-1, 3).mean(axis=0))
+    return blue > 150 and red > 150 and green < 90
+
+
 def is_green(image: np.ndarray) -> bool:
     """True for a (mostly) flat green frame."""
     blue, green, red = (float(c) for c in image.reshape(-1, 3).mean(axis=0))

@@ -12,16 +12,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import pytest
 
-from tests.conftest import FAST_WARMUP, Daemon, StreamWatcher, decode, is_placeholder, moving_picture, wait_until
+from tests.conftest import (
+    Daemon,
+    Part,
+    StreamWatcher,
+    decode,
+    is_marker,
+    is_placeholder,
+    marker_picture,
+    moving_picture,
+    wait_until,
+)
 
 BOUNDARY = "camframe"
+WARMUP_FRAMES = 5
+# A short warm-up that still discards exactly the camera's first WARMUP_FRAMES frames.
+WARMUP = ("--warmup-delay", "0", "--warmup-frames", str(WARMUP_FRAMES), "--warmup-max", "2")
 
 
 class NetworkCamera:
-    """An MJPEG-over-HTTP camera on 127.0.0.1: multipart/x-mixed-replace JPEGs of a moving picture."""
+    """An MJPEG-over-HTTP camera on 127.0.0.1: multipart/x-mixed-replace JPEGs of a moving picture.
 
-    def __init__(self, fps: float = 15, size: tuple[int, int] = (320, 240)) -> None:
-        self.fps, self.size = fps, size
+    Like a real webcam it starts every connection with a few frames that are not fit to show
+    (``markers``: noisy magenta, which the frame gate lets through): only warm-up may discard them.
+    """
+
+    def __init__(self, fps: float = 15, size: tuple[int, int] = (320, 240), markers: int = WARMUP_FRAMES) -> None:
+        self.fps, self.size, self.markers = fps, size, markers
         self.port = 0
         self.connections = 0
         self._server: ThreadingHTTPServer | None = None
@@ -45,7 +62,8 @@ class NetworkCamera:
                 self.end_headers()
                 number = 0
                 while not camera._stopping.is_set():
-                    ok, jpeg = cv2.imencode(".jpg", moving_picture(number, *camera.size))
+                    picture = marker_picture if number < camera.markers else moving_picture
+                    ok, jpeg = cv2.imencode(".jpg", picture(number, *camera.size))
                     assert ok
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
                     try:
@@ -83,14 +101,14 @@ def camera() -> Iterator[NetworkCamera]:
         camera.stop()
 
 
-def _live(image_part: object) -> bool:
-    return not is_placeholder(decode(image_part.body))  # type: ignore[attr-defined]
+def _live(part: Part) -> bool:
+    return not is_placeholder(decode(part.body))
 
 
 def test_viewer_sees_placeholder_while_camera_is_gone_and_live_frames_after(
     daemon_factory: Callable[..., Daemon], camera: NetworkCamera
 ) -> None:
-    daemon = daemon_factory("--source", camera.url, "--stall-timeout", "2", *FAST_WARMUP)
+    daemon = daemon_factory("--source", camera.url, "--stall-timeout", "2", *WARMUP)
     assert daemon.get("/api/status").json()["camera"]["state"] == "live"
     viewer = StreamWatcher(daemon.url("/stream.mjpg"), daemon.auth)
     try:
@@ -118,7 +136,10 @@ def test_viewer_sees_placeholder_while_camera_is_gone_and_live_frames_after(
         viewer.close()
     assert viewer.error is None
 
-    assert len(re.findall(r"warm-up discarded \d+ frames", daemon.log)) == 2, daemon.log
+    # A fresh warm-up after the return, as thorough as the first: the camera's first frames never showed.
+    counts = [int(n) for n in re.findall(r"warm-up discarded (\d+) frames", daemon.log)]
+    assert len(counts) == 2 and min(counts) >= WARMUP_FRAMES, daemon.log
+    assert not [i for i, part in enumerate(viewer.parts) if is_marker(decode(part.body))], "a warm-up frame was shown"
     assert "camera back after" in daemon.log
     status = daemon.get("/api/status").json()
     assert status["camera"]["state"] == "live"
@@ -133,7 +154,7 @@ def test_viewer_sees_placeholder_while_camera_is_gone_and_live_frames_after(
 def test_snapshot_is_never_a_placeholder_and_health_recovers(
     daemon_factory: Callable[..., Daemon], camera: NetworkCamera
 ) -> None:
-    daemon = daemon_factory("--source", camera.url, "--stall-timeout", "2", *FAST_WARMUP)
+    daemon = daemon_factory("--source", camera.url, "--stall-timeout", "2", *WARMUP)
     before = daemon.get("/snapshot.jpg")
     assert before.status_code == 200 and not is_placeholder(decode(before.content))
     camera.stop()

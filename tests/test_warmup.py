@@ -11,7 +11,17 @@ import cv2
 import numpy as np
 import requests
 
-from tests.conftest import Daemon, StreamWatcher, decode, is_green, is_placeholder, make_recording, moving_picture
+from tests.conftest import (
+    Daemon,
+    StreamWatcher,
+    decode,
+    is_green,
+    is_marker,
+    is_placeholder,
+    make_recording,
+    marker_picture,
+    moving_picture,
+)
 
 
 def _snapshots_until(daemon: Daemon, end: float) -> list[bytes]:
@@ -75,25 +85,16 @@ def test_green_frames_of_a_warming_camera_are_never_served(
 
 
 def _marker_recording(path: Path, markers: int, frames: int, fps: float, size: tuple[int, int]) -> Path:
-    """Magenta frames with noise (not flat: the gate lets them through) then a moving picture."""
+    """Marker frames (not flat: the gate lets them through) then a moving picture."""
     width, height = size
-    rng = np.random.default_rng(7)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     assert writer.isOpened()
     for number in range(frames):
-        if number < markers:
-            noise = rng.integers(-40, 40, (height, width, 3))
-            image = np.clip(np.array([230, 30, 230]) + noise, 0, 255).astype(np.uint8)
-        else:
-            image = moving_picture(number, width, height)
-        writer.write(image)
+        writer.write(
+            marker_picture(number, width, height) if number < markers else moving_picture(number, width, height)
+        )
     writer.release()
     return path
-
-
-def is_marker(image: np.ndarray) -> bool:
-    blue, green, red = (float(c) for c in image.reshape(-1, 3).mean(axis=0))
-    return blue > 150 and red > 150 and green < 90
 
 
 def test_warmup_frames_are_discarded_even_when_the_gate_would_pass_them(
