@@ -153,6 +153,10 @@ def _prepare_users(settings: Settings) -> Users:
         users = users_module.Users(settings.users_path)
     except users_module.UsersError as exc:
         raise SettingsError(f"users_file={str(settings.users_path)!r}: {exc}") from None
+    except OSError as exc:  # a directory, an unwritable or uncreatable place: the setting's fault, not a crash
+        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        name, value = ("users_file", settings.users_path) if settings.users_file else ("state_dir", settings.state_path)
+        raise SettingsError(f"{name}={str(value)!r} cannot be used ({reason})") from None
     if password is not None:
         _announce_password(settings, password)
     return users

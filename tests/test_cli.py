@@ -167,3 +167,17 @@ def test_first_run_password_goes_to_a_private_file_never_to_the_log(
     assert "initial-password" in daemon.log and "camd passwd admin" in daemon.log
     assert requests.get(daemon.url("/api/status"), auth=("admin", password), timeout=10).status_code == 200
     assert users.read_text().startswith("admin:") and password not in users.read_text()
+
+
+@pytest.mark.parametrize("which", ["users-file-is-a-directory", "state-dir-under-a-file"])
+def test_unusable_users_file_or_state_dir_is_a_usage_error(tmp_path: Path, which: str) -> None:
+    (tmp_path / "a-file").write_text("")
+    if which == "users-file-is-a-directory":
+        args, setting = ["--state-dir", str(tmp_path / "state"), "--users-file", str(tmp_path)], "users_file"
+    else:
+        args, setting = ["--state-dir", str(tmp_path / "a-file" / "state")], "state_dir"
+    result = camd("run", *args, "--source", "test", "--host", "127.0.0.1", "--port", "0")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"camd: {setting}="), last
+    assert "Traceback" not in result.stderr and "CRITICAL" not in result.stderr
