@@ -44,6 +44,16 @@ def _early_viewer(daemon: Daemon) -> StreamWatcher:
     return viewer
 
 
+def _snapshots_while_warming_up(daemon: Daemon, timeout: float = 30) -> list[bytes]:
+    """Poll /snapshot.jpg until /healthz says ok (failing after ``timeout``); the bodies of every 200."""
+    bodies: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while daemon.health() != (200, "ok"):
+        assert time.monotonic() < deadline, "never became healthy"
+        bodies += _snapshots_until(daemon, time.monotonic() + 0.2)
+    return bodies
+
+
 def _discarded(daemon: Daemon) -> list[int]:
     return [int(n) for n in re.findall(r"warm-up discarded (\d+) frames", daemon.log)]
 
@@ -57,11 +67,11 @@ def test_green_frames_of_a_warming_camera_are_never_served(
     viewer = _early_viewer(daemon)
     try:
         assert is_placeholder(decode(viewer.parts[0].body)), "connected too late to see the warm-up"
-        daemon.wait_healthy(30)
+        snapshots = _snapshots_while_warming_up(daemon)
         live_from = viewer.wait_for(lambda part: not is_placeholder(decode(part.body)), 10, "a live frame")
         # Two more loops of the recording while also taking snapshots, and at least one whole green
         # start dropped by the gate while this viewer watched.
-        snapshots = _snapshots_until(daemon, time.monotonic() + 3.2)
+        snapshots += _snapshots_until(daemon, time.monotonic() + 3.2)
         deadline = time.monotonic() + 15
         while daemon.get("/api/status").json()["dropped"].get("flat", 0) < 20:
             assert time.monotonic() < deadline, "the recording never looped back to its green start"
@@ -111,11 +121,7 @@ def test_warmup_frames_are_discarded_even_when_the_gate_would_pass_them(
     try:
         # Connected while camd still shows its own placeholder: a broken warm-up would show markers now.
         assert is_placeholder(decode(viewer.parts[0].body)), "connected too late to see the warm-up"
-        snapshots = []
-        deadline = time.monotonic() + 20
-        while daemon.health() != (200, "ok"):
-            assert time.monotonic() < deadline, "never became healthy"
-            snapshots += _snapshots_until(daemon, time.monotonic() + 0.2)
+        snapshots = _snapshots_while_warming_up(daemon)
         live_from = viewer.wait_for(lambda part: not is_placeholder(decode(part.body)), 10, "a live frame")
         snapshots += _snapshots_until(daemon, time.monotonic() + 1.0)
     finally:
