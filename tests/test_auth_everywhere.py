@@ -37,7 +37,10 @@ def build_app(tmp_path: Path) -> Flask:
     """The web app wired the way the daemon wires it (with every optional part the product ships)."""
     from web import create_app
 
-    settings = settings_module.load({"state_dir": str(tmp_path), "source": "test"}, environ={})
+    tmp_path.mkdir(exist_ok=True)
+    empty = tmp_path / "camd.toml"  # so that a machine's /etc/camd/camd.toml plays no part
+    empty.write_text("")
+    settings = settings_module.load({"state_dir": str(tmp_path), "source": "test"}, environ={}, config=empty)
     users_file = tmp_path / "users"
     set_password(users_file, "admin", "irrelevant password")
     hub = Hub(settings.jpeg_quality)
