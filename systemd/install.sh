@@ -165,6 +165,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   (cd "$SRC" && cp -r camd web pyproject.toml requirements.txt README.md "$build/")
   find "$build" -name __pycache__ -prune -exec rm -rf {} +
   if [ "$NO_DEPS" = 1 ]; then
+    if ! "$VENV/bin/python" -c 'import setuptools.command.bdist_wheel' 2>/dev/null \
+        && ! "$VENV/bin/python" -c 'import setuptools, wheel' 2>/dev/null; then
+      echo "install.sh: --no-deps builds camd offline: the venv needs setuptools 70.1 or later, or setuptools" \
+        "and wheel (e.g. sudo apt-get install python3-wheel, with --system-site-packages)" >&2
+      exit 1
+    fi
     say "installing camd into the venv (no dependencies)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
       --no-index "$build"
