@@ -224,7 +224,7 @@ def test_watchdog_fed_while_reconnecting_to_a_camera_that_is_gone(
     daemon.wait_for_log(r"reopening the camera")
     notify.wait_watchdogs(6, timeout=20)
     assert any(v.startswith("offline") for v in notify.values("STATUS"))
-    assert "not feeding the systemd watchdog" not in daemon.log
+    assert "a camera read hung" not in daemon.log  # (a moment of "no live frame" before "offline" is fine)
 
 
 def test_without_watchdog_usec_there_is_no_watchdog(
