@@ -10,11 +10,13 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+import requests
 from werkzeug.security import check_password_hash
 
 from camd.settings import FIELDS, Settings, load
 from camd.users import read_users, set_password
 from tests.conftest import REPO, require_tool
+from tests.test_service import NotifySocket
 
 SCRIPT = REPO / "systemd" / "install.sh"
 EXAMPLE = REPO / "systemd" / "camd.toml.example"
@@ -105,6 +107,8 @@ def test_install_lays_out_venv_units_and_config_then_changes_nothing_and_keeps_e
     assert check_password_hash(read_users(users_file)["admin"], password.group(1))
     assert re.search(r"open http://\S+:8080/", output)
 
+    run_as_the_unit_does(root, ("admin", password.group(1)))
+
     # A second run changes nothing: same paths, contents, modes and even times.
     before = tree(root)
     again = install(root)
@@ -174,3 +178,34 @@ def test_install_script_passes_shellcheck() -> None:
     shellcheck = require_tool("shellcheck")
     result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+def run_as_the_unit_does(root: Path, credentials: tuple[str, str]) -> None:
+    """The installed camd, as ExecStart= runs it: its venv, --config, $STATE_DIRECTORY, $NOTIFY_SOCKET."""
+    notify = NotifySocket()
+    env = {
+        **os.environ,
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
+        "STATE_DIRECTORY": str(root / "var/lib/camd"),
+        "NOTIFY_SOCKET": notify.path,
+        # Only what a test machine needs differently from the installed config (the environment wins).
+        "CAMD_HOST": "127.0.0.1", "CAMD_PORT": "0", "CAMD_SOURCE": "test", "CAMD_WARMUP_DELAY": "0.2",
+    }  # fmt: skip
+    command = [str(root / "opt/camd/venv/bin/camd"), "run", "--config", str(root / "etc/camd/camd.toml")]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        notify.wait_for("READY", value="1", timeout=30)
+        assert proc.stdout is not None
+        port = None
+        while port is None:
+            line = proc.stdout.readline()
+            assert line, "camd exited"
+            match = re.search(r"serving on http://127.0.0.1:(\d+)/", line)
+            port = match.group(1) if match else None
+        status = requests.get(f"http://127.0.0.1:{port}/api/status", auth=credentials, timeout=10)
+        assert status.status_code == 200  # the password the installer printed works
+        assert not (root / "var/lib/camd/initial-password").exists()  # no second first user
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+        notify.close()
