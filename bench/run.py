@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 
 from bench.loadclient import Result, cpu_seconds, run_load
 from camd.sources import TestPatternSource
@@ -146,6 +147,8 @@ class Source:
     @property
     def label(self) -> str:
         kind = "test" if self.spec == "test" else "recording"
+        if "noise" in self.spec:
+            kind += " with noise"
         return f"{kind} {self.width}x{self.height}@{self.fps:g}"
 
 
@@ -252,6 +255,8 @@ def measure(server: Server, viewers: int, args: argparse.Namespace, section: str
         }
     row = Row(section, run, server.name, source.label, viewers, result, extra)
     print(f"  {section} run {run} {server.name:<12} {result.line()}", flush=True)
+    if result.client_cpu_pct > 80:
+        print(f"  warning: the load client used {result.client_cpu_pct}% of its core: it may be the bottleneck")
     server.settle()
     return row
 
@@ -345,14 +350,27 @@ def main_targets(rows: list[Row], fps: float) -> list[str]:
 # --- sections -----------------------------------------------------------------------------------
 
 
-def make_recording(path: Path, width: int, height: int, fps: float, frames: int = 150) -> Path:
-    """An MJPEG .avi of camd's test pattern, as a camera in MJPG mode would give it."""
+def noise_suffix(args: argparse.Namespace) -> str:
+    return f"-noise{args.recording_noise:g}" if args.recording_noise else ""
+
+
+def make_recording(path: Path, width: int, height: int, fps: float, noise: float = 0.0, frames: int = 150) -> Path:
+    """An MJPEG .avi of camd's test pattern, as a camera in MJPG mode would give it.
+
+    ``noise`` adds Gaussian noise of that standard deviation (0-255 scale) to every
+    frame, as a camera sensor does: its JPEGs are then larger, like a real camera's.
+    """
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError("OpenCV cannot write MJPEG")
     pattern = TestPatternSource(width, height, fps, label="RECORDING")
+    rng = np.random.default_rng(0)
     for number in range(frames):
-        writer.write(pattern.render(number, time.time() + number / fps))
+        image = pattern.render(number, time.time() + number / fps)
+        if noise:
+            grain = rng.normal(0.0, noise, image.shape)
+            image = np.clip(image + grain, 0, 255).astype(np.uint8)
+        writer.write(image)
     writer.release()
     return path
 
@@ -397,7 +415,9 @@ def median_table(runs: list[list[Row]]) -> str:
 
 
 def section_recording(factory: Factory, args: argparse.Namespace, report: list[str], rows: list[Row]) -> None:
-    path = make_recording(factory.workdir / "rec-640x480.avi", 640, 480, args.fps)
+    path = make_recording(
+        factory.workdir / f"rec-640x480{noise_suffix(args)}.avi", 640, 480, args.fps, args.recording_noise
+    )
     got = []
     print("recording 640x480: camd with passthrough on and off", flush=True)
     for passthrough in ("on", "off"):
@@ -422,7 +442,9 @@ def section_recording(factory: Factory, args: argparse.Namespace, report: list[s
 
 
 def section_passthrough(factory: Factory, args: argparse.Namespace, report: list[str], rows: list[Row]) -> None:
-    path = make_recording(factory.workdir / "rec-1280x720.avi", 1280, 720, args.fps)
+    path = make_recording(
+        factory.workdir / f"rec-1280x720{noise_suffix(args)}.avi", 1280, 720, args.fps, args.recording_noise
+    )
     print("recording 1280x720: passthrough on vs off at 1 viewer", flush=True)
     got = {}
     for passthrough in ("on", "off"):
@@ -444,7 +466,9 @@ def section_passthrough(factory: Factory, args: argparse.Namespace, report: list
 
 def section_idle(factory: Factory, args: argparse.Namespace, report: list[str], rows: list[Row]) -> None:
     print("idle: camd with no viewers vs the capture alone", flush=True)
-    path = make_recording(factory.workdir / "rec-idle-1280x720.avi", 1280, 720, args.fps)
+    path = make_recording(
+        factory.workdir / f"rec-idle-1280x720{noise_suffix(args)}.avi", 1280, 720, args.fps, args.recording_noise
+    )
     sources = [Source("test", 640, 480, args.fps), Source(f"file:{path}", 1280, 720, args.fps, "on")]
     report.append(f"### Idle: no viewers, {args.idle_window:g} s\n")
     report.append("| source | camd CPU % | capture alone CPU % | jpeg_encodes readings | encodes stayed 0 |")
@@ -497,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--counts", type=counts, default=[1, 10, 50, 200], help="viewer counts of the main matrix")
     parser.add_argument("--recording-counts", type=counts, default=[1, 10, 50])
+    parser.add_argument(
+        "--recording-noise", type=float, default=0.0, help="sensor-like noise (std-dev) in the recordings; try 6"
+    )
     parser.add_argument("--recording-baselines", action="store_true", help="also floor and classic on the recording")
     parser.add_argument("--repeat", type=int, default=2, help="runs of the main matrix")
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured per point")
