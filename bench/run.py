@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
+import functools
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -38,7 +41,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.loadclient import Result, cpu_seconds, run_load
+from bench.loadclient import CLOSED, Result, build_request, cpu_seconds, process_tree, rss_bytes, run_load
+from bench.scenarios import Pump, all_started, first_live, fps_between, max_gap
+from camd.fanout import WRITE_TIMEOUT
 from camd.sources import TestPatternSource
 from camd.users import set_password
 
@@ -79,14 +84,21 @@ class Server:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def start(self, timeout: float = 60.0) -> Server:
+    def launch(self) -> float:
+        """Start the process without waiting for it; the wall-clock time just before Popen."""
         cpu = self.cpu
         pin: Callable[[], None] | None = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
         with open(self.log, "wb") as log:
+            started = time.time()
             self.proc = subprocess.Popen(
                 self.argv, cwd=self.cwd, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=pin,  # noqa: PLW1509 (run.py has no threads of its own)
             )  # fmt: skip
+        return started
+
+    def start(self, timeout: float = 60.0) -> Server:
+        self.launch()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -108,6 +120,16 @@ class Server:
     def _request(self, path: str) -> urllib.request.Request:
         token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         return urllib.request.Request(self.url(path), headers={"Authorization": f"Basic {token}"})
+
+    def healthz(self) -> int:
+        """camd's /healthz status code (0 when it does not answer)."""
+        try:
+            with urllib.request.urlopen(self._request("/healthz"), timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (OSError, urllib.error.URLError):
+            return 0
 
     def status(self) -> dict[str, Any]:
         """camd's /api/status."""
@@ -170,7 +192,7 @@ class Factory:
         self.count += 1
         return self.workdir / f"{self.count:02d}-{name}.log"
 
-    def camd(self, source: Source, tree: Path = REPO) -> Server:
+    def camd(self, source: Source, tree: Path = REPO, warmup: tuple[str, ...] = FAST_WARMUP) -> Server:
         port = free_port()
         state = self.workdir / f"state{self.count}"
         state.mkdir()
@@ -178,7 +200,7 @@ class Factory:
             sys.executable, "-m", "camd", "run", "--source", source.spec, "--width", str(source.width),
             "--height", str(source.height), "--fps", f"{source.fps:g}", "--port", str(port), "--host", "127.0.0.1",
             "--state-dir", str(state), "--users-file", str(self.users),
-            "--max-clients", str(max(300, self.max_viewers)), "--passthrough", source.passthrough, *FAST_WARMUP,
+            "--max-clients", str(max(300, self.max_viewers)), "--passthrough", source.passthrough, *warmup,
         ]  # fmt: skip
         name = "camd" if source.spec == "test" else f"camd pt {source.passthrough}"
         if tree != REPO:
@@ -504,17 +526,286 @@ def capture_alone(source: Source, args: argparse.Namespace, cpu: int | None) -> 
     return float(json.loads(output)["cpu_pct"])
 
 
+# --- misbehaving viewers: slow, storm, start-up (issue 5 targets 6, 7 and 8) ---------------------
+
+
+def stream_request(server: Server) -> tuple[tuple[str, int], bytes]:
+    return build_request(server.url("/stream.mjpg"), USER, PASSWORD)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def tcp_memory_mb() -> float:
+    """Kernel memory of all TCP sockets (``mem`` of /proc/net/sockstat, pages): buffers RSS does not show."""
+    with open("/proc/net/sockstat") as handle:
+        for line in handle:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return float("nan")
+
+
+def slow_once(factory: Factory, args: argparse.Namespace, stall: float, run: int) -> dict[str, Any]:
+    """Readers keep reading while other viewers stop calling recv() for ``stall`` s, then resume."""
+    source = Source("test", 640, 480, args.fps)
+    server = factory.camd(source).start()
+    pump: Pump | None = None
+    try:
+        time.sleep(2.0)
+        pids = process_tree(server.pid)
+        address, request = stream_request(server)
+        pump = Pump(address, request)
+        readers = pump.open(args.slow_readers)
+        stalled = pump.open(args.slow_stalled, rcvbuf=args.slow_rcvbuf)
+        pump.run(30.0, until=functools.partial(all_started, readers + stalled, 3))
+        rss_start = rss_bytes(pids) / 2**20
+        for viewer in stalled:
+            pump.pause(viewer)
+        before, t0 = server.status(), time.time()
+        rss_samples, viewer_counts, tcp_mem = [rss_start], [], [tcp_memory_mb()]
+        next_status = t0
+        while time.time() < t0 + stall:
+            pump.run(min(0.5, t0 + stall - time.time()))
+            rss_samples.append(rss_bytes(pids) / 2**20)
+            tcp_mem.append(tcp_memory_mb())
+            if time.time() >= next_status:
+                viewer_counts.append((round(time.time() - t0), int(server.status()["viewers"])))
+                next_status += 5.0
+        t1 = time.time()
+        after = server.status()
+        viewer_counts.append((round(t1 - t0), int(after["viewers"])))
+        src_fps = (after["frames_captured"] - before["frames_captured"]) / (t1 - t0)
+        resumed_at = time.time()
+        for viewer in stalled:
+            pump.resume(viewer)
+
+        def settled() -> bool:
+            return all(
+                v.state == CLOSED or any(h - s < 1.0 for h, _d, s in v.parts if h >= resumed_at) for v in stalled
+            )
+
+        pump.run(15.0, until=settled)
+        dropped = [v for v in stalled if v.state == CLOSED]
+        resumed = [v for v in stalled if v.state != CLOSED]
+        stale, stale_kb, ages, waits = [], [], [], []
+        for viewer in resumed:
+            later = [(h, s, n) for (h, _d, s), n in zip(viewer.parts, viewer.sizes, strict=True) if h >= resumed_at]
+            old = [p for p in later if p[0] - p[1] >= 1.0]
+            fresh = next(((h, s) for h, s, _n in later if h - s < 1.0), None)
+            stale.append(len(old))
+            stale_kb.append(sum(n for _h, _s, n in old) / 1024)
+            if fresh is not None:
+                ages.append(1000 * (fresh[0] - fresh[1]))
+                waits.append(1000 * (fresh[0] - resumed_at))
+        fps = [fps_between(v, t0, t1) for v in readers]
+        gaps = [max_gap(v, t0, t1) for v in readers]
+        result = {
+            "run": run, "stall": stall, "src_fps": src_fps, "fps_min": min(fps), "fps_median": med(fps),
+            "gap_ms": 1000 * max(gaps), "rss_start": rss_start, "rss_max": max(rss_samples),
+            "growth": max(rss_samples) - rss_start, "readers_closed": sum(1 for v in readers if v.state == CLOSED),
+            "dropped": len(dropped), "resumed": len(resumed),
+            "drop_errors": collections.Counter(v.error for v in dropped),
+            "viewer_counts": viewer_counts, "tcp_mem": tcp_mem, "stale": stale, "stale_kb": stale_kb,
+            "part_kb": med([n / 1024 for v in readers for n in v.sizes]), "ages": ages, "waits": waits,
+        }  # fmt: skip
+        print(f"  slow run {run}, stall {stall:g}s: readers fps min {min(fps):.1f} (src {src_fps:.1f}), RSS "
+              f"{rss_start:.0f} -> max {max(rss_samples):.0f} MB, stalled: {len(dropped)} dropped, {len(resumed)} "
+              f"resumed (first fresh part age median {med(ages):.0f} ms), server viewers {viewer_counts}",
+              flush=True)  # fmt: skip
+        return result
+    finally:
+        if pump is not None:
+            pump.close()
+        server.stop()
+
+
+def section_slow(factory: Factory, args: argparse.Namespace, report: list[str], rows: list[Row]) -> None:
+    print(f"slow viewers: {args.slow_stalled} stop reading, {args.slow_readers} keep reading", flush=True)
+    results = [
+        slow_once(factory, args, stall, run) for run in range(1, args.slow_repeat + 1) for stall in args.slow_stalls
+    ]
+    report.append(
+        f"### Slow viewers: {args.slow_stalled} viewers stop reading (SO_RCVBUF {args.slow_rcvbuf}), "
+        f"{args.slow_readers} keep reading; test 640x480@{args.fps:g} (parts of "
+        f"{med([r['part_kb'] for r in results]):.0f} KB); write timeout {WRITE_TIMEOUT:g} s\n"
+    )
+    report.append(
+        "| run | stall s | readers fps min / median (source) | min ÷ source | readers max gap ms "
+        "| RSS MB: start → max (growth) | kernel TCP memory MB: start → max | server viewers (s: count) "
+        "| stalled dropped / resumed "
+        "| resumed: stale parts (age > 1 s) drained, median (KB) | resumed: first fresh part age ms (median / max) "
+        "| … received ms after resume (median) |"
+    )
+    report.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = []
+    for r in results:
+        share = r["fps_min"] / r["src_fps"]
+        counts_text = ", ".join(f"{t}: {n}" for t, n in r["viewer_counts"])
+        report.append(
+            f"| {r['run']} | {r['stall']:g} | {r['fps_min']:.1f} / {r['fps_median']:.1f} ({r['src_fps']:.1f}) "
+            f"| {100 * share:.0f}% | {r['gap_ms']:.0f} | {r['rss_start']:.0f} → {r['rss_max']:.0f} "
+            f"({r['growth']:+.1f}) | {r['tcp_mem'][0]:.1f} → {max(r['tcp_mem']):.1f} "
+            f"| {counts_text} | {r['dropped']} / {r['resumed']} "
+            f"| {fmt(med(r['stale']), 0)} ({fmt(med(r['stale_kb']), 0)}) "
+            f"| {fmt(med(r['ages']), 0)} / {fmt(max(r['ages'], default=float('nan')), 0)} "
+            f"| {fmt(med(r['waits']), 0)} |"
+        )
+        fresh_ok = all(age <= 1000 * 2 / args.fps + 50 for age in r["ages"]) and len(r["ages"]) == r["resumed"]
+        handled = r["dropped"] + len(r["ages"]) == args.slow_stalled
+        lines += [
+            f"run {r['run']}, stall {r['stall']:g} s: RSS growth {r['growth']:+.1f} MB (target <= 16 MB): "
+            f"{verdict(r['growth'] <= 16)}",
+            f"run {r['run']}, stall {r['stall']:g} s: slowest reader {100 * share:.0f}% of source fps "
+            f"(target >= 95%): {verdict(share >= 0.95 and r['readers_closed'] == 0)}",
+            f"run {r['run']}, stall {r['stall']:g} s: stalled viewers: {r['dropped']} dropped by the server "
+            f"({dict(r['drop_errors'])}), {len(r['ages'])} resumed with a fresh frame (age <= 2 frame intervals "
+            f"+ 50 ms once the buffered parts drained): {verdict(handled and fresh_ok)}",
+        ]
+    report.append("\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+
+
+def section_storm(factory: Factory, args: argparse.Namespace, report: list[str], rows: list[Row]) -> None:
+    n = args.storm_viewers
+    print(f"storm: {n} viewers connecting at once, {args.storm_rounds} rounds", flush=True)
+    source = Source("test", 640, 480, args.fps)
+    server = factory.camd(source).start()
+    report.append(f"### Storms: {n} viewers connect at once, {args.storm_rounds} rounds; test 640x480@{args.fps:g}\n")
+    report.append(
+        "| round | got a frame | last first frame s | median first frame s | errors | capture fps in round "
+        "| frames_captured after | /healthz after | viewers gone s |"
+    )
+    report.append("|---|---|---|---|---|---|---|---|---|")
+    ok_all, captured_prev = True, int(server.status()["frames_captured"])
+    try:
+        for round_no in range(1, args.storm_rounds + 1):
+            address, request = stream_request(server)
+            pump = Pump(address, request)
+            t0 = time.time()
+            crowd = pump.open(n)
+            pump.run(args.storm_deadline, until=functools.partial(all_started, crowd))
+            firsts = [v.parts[0][1] - t0 for v in crowd if v.parts]
+            errors = collections.Counter(v.error for v in crowd if not v.parts)
+            errors.update(e for e in pump.errors.elements() if e)
+            spent = time.time() - t0
+            pump.close()
+            health = server.healthz()
+            t_closed = time.time()
+            server.settle()
+            gone = time.time() - t_closed
+            captured = int(server.status()["frames_captured"])
+            fps = (captured - captured_prev) / (time.time() - t0)
+            ok = len(firsts) == n and health == 200 and captured > captured_prev
+            ok_all = ok_all and ok
+            captured_prev = captured
+            err_text = ", ".join(f"{k}: {c}" for k, c in errors.items()) or "0"
+            report.append(
+                f"| {round_no} | {len(firsts)}/{n} | {max(firsts, default=float('nan')):.2f} "
+                f"| {med(firsts):.2f} | {err_text} | {fps:.1f} | {captured} | {health} | {gone:.1f} |"
+            )
+            print(f"  storm round {round_no}: {len(firsts)}/{n} got a frame, last after "
+                  f"{max(firsts, default=float('nan')):.2f}s (round {spent:.1f}s), errors {err_text}, "
+                  f"healthz {health}, frames_captured {captured}", flush=True)  # fmt: skip
+        alive = server.proc is not None and server.proc.poll() is None
+    finally:
+        server.stop()
+    report.append(
+        f"\n- every viewer got a frame in every round, /healthz 200 and frames_captured rising after each, "
+        f"the daemon still running at the end ({alive}): {verdict(ok_all and alive)}\n"
+    )
+
+
+WARMUP_LINE = re.compile(r"warm-up discarded (\d+) frames in ([\d.]+)s")
+
+
+def startup_once(factory: Factory, args: argparse.Namespace, run: int) -> dict[str, Any]:
+    """Process start to the first live frame received by a viewer that connects as early as it can."""
+    source = Source("test", 640, 480, args.fps)
+    server = factory.camd(source, warmup=())
+    address, request = stream_request(server)
+    pump = Pump(address, request)
+    attempts, viewer = 0, None
+    first_any = live_at = float("nan")
+    started = server.launch()
+    try:
+        deadline = time.monotonic() + args.startup_deadline
+        while time.monotonic() < deadline:
+            assert server.proc is not None
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"camd exited with {server.proc.returncode}; see {server.log}")
+            if viewer is None or viewer.state == CLOSED:
+                if viewer is not None:
+                    time.sleep(0.01)
+                (viewer,) = pump.open(1)
+                attempts += 1
+            pump.run(0.01)
+            if viewer.parts and first_any != first_any:
+                first_any = viewer.parts[0][1] - started
+            index = first_live(viewer.parts)
+            if index is not None:
+                live_at = viewer.parts[index][1] - started
+                break
+        status = server.status()
+    finally:
+        pump.close()
+        server.stop()
+    found = WARMUP_LINE.search(server.log.read_text(errors="replace"))
+    warm_frames, warm_s = (int(found.group(1)), float(found.group(2))) if found else (0, float("nan"))
+    result = {
+        "run": run, "attempts": attempts, "first_any": first_any, "live_at": live_at, "warm_frames": warm_frames,
+        "warm_s": warm_s, "live_state_at": status["camera"]["since"] - started, "settled": status["warmup"]["settled"],
+    }  # fmt: skip
+    print(f"  start-up run {run}: first part {first_any:.2f}s, first live frame {live_at:.2f}s after Popen; "
+          f"warm-up {warm_frames} frames in {warm_s:.2f}s; {attempts} connection attempts", flush=True)  # fmt: skip
+    return result
+
+
+def section_startup(factory: Factory, args: argparse.Namespace, report: list[str], rows: list[Row]) -> None:
+    print("start-up: Popen to the first live frame, default warm-up", flush=True)
+    results = [startup_once(factory, args, run) for run in range(1, args.startup_runs + 1)]
+    report.append(
+        f"### Start-up: Popen to the first live frame at a viewer, default warm-up, test 640x480@{args.fps:g}\n"
+    )
+    report.append(
+        "| run | connection attempts | first part (placeholder) s | first live frame s | camera live (status) s "
+        "| warm-up (log) | budget = warm-up + 1 s | overhead s | within |"
+    )
+    report.append("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        budget = r["warm_s"] + 1
+        report.append(
+            f"| {r['run']} | {r['attempts']} | {r['first_any']:.2f} | {r['live_at']:.2f} | {r['live_state_at']:.2f} "
+            f"| {r['warm_frames']} frames in {r['warm_s']:.2f} s | {budget:.2f} | {r['live_at'] - r['warm_s']:.2f} "
+            f"| {verdict(r['live_at'] <= budget)} |"
+        )
+    live = med([r["live_at"] for r in results])
+    budget = med([r["warm_s"] + 1 for r in results])
+    overhead = med([r["live_at"] - r["warm_s"] for r in results])
+    report.append(
+        f"\n- median first live frame {live:.2f} s after Popen, median budget {budget:.2f} s, median time "
+        f"beyond the warm-up {overhead:.2f} s (target <= 1 s): {verdict(overhead <= 1)}\n"
+    )
+
+
 SECTIONS = {"main": section_main, "recording": section_recording, "passthrough": section_passthrough,
-            "idle": section_idle}  # fmt: skip
+            "idle": section_idle, "slow": section_slow, "storm": section_storm,
+            "startup": section_startup}  # fmt: skip
 
 
 def counts(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
 
+def floats(text: str) -> list[float]:
+    return [float(part) for part in text.split(",") if part]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    parser.add_argument(
+        "--sections", default="main,recording,passthrough,idle", help="comma-separated: " + ", ".join(SECTIONS)
+    )
     parser.add_argument("--servers", default="camd,floor,classic", help="for the main matrix (also: camd-base)")
     parser.add_argument(
         "--baseline-tree", type=Path, help="a checkout of camd to run as camd-base, e.g. from git archive"
@@ -533,6 +824,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 s windows, 1 run, 1 and 10 viewers")
     parser.add_argument("--client-cpu", type=int, default=0, help="core for the load client (-1: no pinning)")
     parser.add_argument("--server-cpu", type=int, default=1, help="core for the server under test")
+    parser.add_argument("--slow-stalls", type=floats, default=[30.0], help="stall lengths of the slow section, s")
+    parser.add_argument("--slow-readers", type=int, default=10)
+    parser.add_argument("--slow-stalled", type=int, default=20)
+    parser.add_argument("--slow-rcvbuf", type=int, default=4096, help="SO_RCVBUF of the stalled viewers")
+    parser.add_argument("--slow-repeat", type=int, default=1)
+    parser.add_argument("--storm-viewers", type=int, default=200)
+    parser.add_argument("--storm-rounds", type=int, default=10)
+    parser.add_argument("--storm-deadline", type=float, default=30.0, help="s for every viewer to get a frame")
+    parser.add_argument("--startup-runs", type=int, default=3)
+    parser.add_argument("--startup-deadline", type=float, default=60.0)
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--markdown", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
