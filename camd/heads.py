@@ -10,8 +10,11 @@ connection, so a worker never waits for a head. A connection whose head is not
 complete within ``timeout`` seconds gets ``408`` and is closed; at most
 ``max_waiting`` wait at once (the oldest is closed to make room).
 
-Under TLS the bytes cannot be peeked, so a connection waits only for its first
-bytes; the TLS handshake itself happens earlier, in cheroot's accept loop.
+Under TLS (with :class:`DeferredHandshake` as cheroot's adapter) this thread
+also does the handshake, without blocking, instead of cheroot's accept loop
+(where one client that never finishes it stalls every new connection); the
+decrypted bytes cannot be peeked, so the connection then waits only for its first
+bytes, not its whole head.
 """
 
 from __future__ import annotations
@@ -27,12 +30,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
 log = logging.getLogger(__name__)
 
 TIMEOUT = 10.0
 MAX_WAITING = 1024
 _EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class DeferredHandshake(BuiltinSSLAdapter):
+    """cheroot's TLS adapter, but the handshake is left to the head gate."""
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, Any]]:
+        wrapped = self.context.wrap_socket(sock, do_handshake_on_connect=False, server_side=True)
+        # Filled in once the handshake is done; cheroot copies it into each request's environ.
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on", _PENDING: self}
+
+
+_PENDING = "camd.tls_pending"
 
 
 @dataclass(eq=False)
@@ -104,7 +121,12 @@ class HeadGate:
                     with self._lock:
                         waiting = self._waiting.get(fd)
                     if waiting is not None:
-                        self._check(waiting)
+                        try:
+                            self._check(waiting)
+                        except Exception as exc:  # one odd connection must not stop the gate for all
+                            log.debug("dropping a connection: %r", exc)
+                            with self._lock:
+                                self._drop(waiting, "error")
                 self._expire(time.monotonic())
         except Exception:
             log.exception("the request head reader failed")
@@ -114,7 +136,7 @@ class HeadGate:
     def _check(self, waiting: _Waiting) -> None:
         sock = waiting.conn.socket
         if isinstance(sock, ssl.SSLSocket):
-            self._release(waiting, "dispatched")
+            self._check_tls(waiting, sock)
             return
         try:
             data = sock.recv(self.max_head_bytes + 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -131,6 +153,44 @@ class HeadGate:
         # A complete head (cheroot rejects bare-LF heads with 400 itself), or too much to be one (431).
         if b"\r\n\r\n" in data or b"\n\n" in data or len(data) > self.max_head_bytes:
             self._release(waiting, "dispatched")
+
+    def _check_tls(self, waiting: _Waiting, sock: ssl.SSLSocket) -> None:
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)  # nothing here may block the gate
+        outcome = "closed"
+        try:
+            outcome = self._tls_step(waiting, sock)
+        finally:
+            if outcome != "closed":
+                sock.settimeout(timeout)
+        if outcome == "closed":
+            with self._lock:
+                self._drop(waiting, "closed")
+        elif outcome == "ready":
+            self._release(waiting, "dispatched")
+
+    def _tls_step(self, waiting: _Waiting, sock: ssl.SSLSocket) -> str:
+        """Handshake, then the first bytes: 'ready' to dispatch, 'wait' for the next event, or 'closed'."""
+        env = waiting.conn.ssl_env
+        adapter = env.get(_PENDING) if isinstance(env, dict) else None
+        if adapter is not None:
+            try:
+                sock.do_handshake()
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return "wait"
+            except (OSError, ValueError):
+                return "closed"
+            env.pop(_PENDING)
+            env.update(adapter.get_environ(sock))
+        if sock.pending():  # OpenSSL holds decrypted bytes of the request already
+            return "ready"
+        try:
+            raw = socket.socket.recv(sock, 1, socket.MSG_PEEK)  # encrypted bytes, not consumed
+        except (BlockingIOError, InterruptedError):
+            return "wait"
+        except OSError:
+            return "closed"
+        return "ready" if raw else "closed"
 
     def _release(self, waiting: _Waiting, outcome: str) -> None:
         with self._lock:

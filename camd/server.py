@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from camd.heads import HeadGate
+from camd.heads import DeferredHandshake, HeadGate
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +160,7 @@ class WebServer:
         self.server.heads = self.heads
         self.tls = tls_cert is not None and tls_key is not None
         if self.tls:
-            self.server.ssl_adapter = BuiltinSSLAdapter(str(tls_cert), str(tls_key))
+            self.server.ssl_adapter = DeferredHandshake(str(tls_cert), str(tls_key))
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:

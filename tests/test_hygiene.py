@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import socket
+import ssl
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from camd.server import HEAD_TIMEOUT
 from tests.conftest import PASSWORD, USER, Daemon, read_parts, wait_until
+from tests.test_tls import certificate, https_daemon  # noqa: F401  (fixtures)
 
 AUTH = b"Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()) + b"\r\n"
 
@@ -164,3 +167,29 @@ def test_stalled_half_requests_do_not_starve_a_real_viewer(daemon: Daemon) -> No
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_tls_clients_that_never_finish_the_handshake_or_say_nothing_block_no_one(
+    https_daemon: Daemon,  # noqa: F811
+    certificate: tuple[Path, Path],  # noqa: F811
+) -> None:
+    cert, _ = certificate
+    context = ssl.create_default_context(cafile=str(cert))
+    silent = [socket.create_connection(("127.0.0.1", https_daemon.port), timeout=10) for _ in range(50)]
+    quiet = [
+        context.wrap_socket(socket.create_connection(("127.0.0.1", https_daemon.port), timeout=10),
+                            server_hostname="127.0.0.1")
+        for _ in range(50)
+    ]  # fmt: skip
+    try:
+        asked = time.monotonic()
+        response = requests.get(f"https://127.0.0.1:{https_daemon.port}/api/status", auth=https_daemon.auth, timeout=30)
+        took = time.monotonic() - asked
+        parts = read_parts(f"https://127.0.0.1:{https_daemon.port}/stream.mjpg", 5, auth=https_daemon.auth)
+    finally:
+        for sock in silent + quiet:
+            sock.close()
+    print(f"\nTLS: 50 connections without a handshake and 50 silent after it: /api/status in {took * 1000:.0f} ms")
+    assert response.status_code == 200 and len(parts) == 5
+    assert took < 2.0
+    assert "Traceback" not in https_daemon.log
