@@ -55,6 +55,10 @@ def faulty(tmp_path: Path) -> Iterator[Callable[..., tuple[Daemon, Path]]]:
             daemon.stop()
 
 
+def rss_kb(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+
+
 def live(part: Part) -> bool:
     return not is_placeholder(decode(part.body))
 
@@ -186,8 +190,10 @@ def test_camera_lost_and_back_ten_times_a_staying_viewer_sees_it_every_time(
     daemon, control = faulty("--source", "test", *SMALL)
     watcher = StreamWatcher(daemon.url("/stream.mjpg"), daemon.auth, timeout=60)
     outages: list[float] = []
+    assert daemon.proc is not None
     try:
         index = watcher.wait_for(live, 10, what="a live frame")
+        rss_before = rss_kb(daemon.proc.pid)
         for round_ in range(10):
             set_mode(control, "gone")
             index = watcher.wait_for(placeholder, 15, what=f"the placeholder (round {round_ + 1})", start=index)
@@ -202,13 +208,16 @@ def test_camera_lost_and_back_ten_times_a_staying_viewer_sees_it_every_time(
         count = len(watcher.parts)
         time.sleep(2)
         rate = (len(watcher.parts) - count) / 2
+        rss_after = rss_kb(daemon.proc.pid)
     finally:
         watcher.close()
     reconnects = status(daemon)["reconnects"]
     print(f"\n10 losses: live again {min(outages):.2f}-{max(outages):.2f}s after the camera came back "
           f"(mean {sum(outages) / len(outages):.2f}s); reconnects counted {reconnects}; "
-          f"{len(watcher.parts)} parts to one viewer; {rate:.1f} fps at the end")  # fmt: skip
+          f"{len(watcher.parts)} parts to one viewer; {rate:.1f} fps at the end; "
+          f"RSS {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MB")  # fmt: skip
     assert reconnects == 10
+    assert rss_after < rss_before * 1.25, "each reconnect must not keep memory"
     assert rate > 10
 
 
