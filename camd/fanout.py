@@ -26,6 +26,11 @@ from camd.hub import Hub
 log = logging.getLogger(__name__)
 
 WRITE_TIMEOUT = 20.0
+# Unsent bytes the kernel may hold for a viewer (TCP_NOTSENT_LOWAT). Without a bound Linux grows the
+# send buffer of a viewer that stops reading to megabytes (tcp_wmem), i.e. seconds of old frames it
+# must play through before the newest one, in kernel memory. With it, send() stops taking bytes and
+# the fan-out skips frames for that viewer instead; a part larger than this takes a few sends.
+NOTSENT_LOWAT = 64 * 1024
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
@@ -199,6 +204,7 @@ class Fanout:
     def _add(self, viewer: Viewer) -> None:
         try:
             viewer.sock.setblocking(False)
+            viewer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
             fd = viewer.sock.fileno()
             self._epoll.register(fd, _IN)
         except OSError as exc:
