@@ -9,6 +9,12 @@ and off, the 1280x720 passthrough saving, and what an idle camd costs.
     python -m bench.run                                  # everything, main matrix twice (~15 min)
     python -m bench.run --quick                          # a short smoke run (~2 min)
     python -m bench.run --sections main --counts 50,200 --repeat 3 --window 15
+    python -m bench.run --sections startup,storm,slow --slow-stalls 30,10   # misbehaving viewers (~2.5 min)
+
+The last three sections (not run by default) drive viewers through
+bench.scenarios: 20 viewers that stop reading while 10 read on (RSS, kernel TCP
+memory, what a resuming viewer gets), 200 viewers connecting at once 10 times,
+and Popen to the first live frame with the default warm-up.
 
 Figures are medians and ratios from a shared 2-core machine; "others" is the CPU
 the rest of the machine used during the window, i.e. the noise.
