@@ -16,6 +16,7 @@ from web.context import camd
 
 bp = Blueprint("stream", __name__)
 
+MIN_FPS = 0.01  # one frame every 100 s: slower than that is not a stream
 MAX_FPS = 240.0
 
 
@@ -28,8 +29,8 @@ def requested_fps() -> float | None:
         fps = float(raw)
     except ValueError:
         abort(400, description="fps must be a number")
-    if not math.isfinite(fps) or not 0 < fps <= MAX_FPS:
-        abort(400, description=f"fps must be above 0 and at most {MAX_FPS:g}")
+    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        abort(400, description=f"fps must be from {MIN_FPS:g} to {MAX_FPS:g}")
     return fps
 
 
