@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
+from tests.conftest import CSP_WATCH, FAST_WARMUP, Daemon, wait_until
 
-from tests.conftest import FAST_WARMUP, Daemon, require_tool, wait_until
-
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync",
-]  # fmt: skip
-# Collects CSP violations the page reports (the init script runs outside the page's CSP).
-CSP_WATCH = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__cspViolations.push(event.violatedDirective + " " + event.blockedURI);
-});
-"""
 # Mean of the canvas's pixels, and a digest of them: what the picture looks like right now.
 CANVAS_LOOK = """() => {
   const canvas = document.getElementById("picture");
@@ -34,20 +20,6 @@ CANVAS_LOOK = """() => {
   return { width: canvas.width, height: canvas.height, mean: sum / (3 * data.length / 4), hash,
            frames: Number(canvas.dataset.frames) };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for this file's tests; each test opens its own context (own credentials, no shared state)."""
-    executable = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_live_page_draws_a_moving_picture(daemon: Daemon, browser: Any) -> None:

@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, Daemon, require_tool, wait_until
+from tests.conftest import CSP_WATCH, FAST_WARMUP, Daemon, wait_until
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-sync",
-]  # fmt: skip
-CSP_WATCH = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.__cspViolations.push(event.violatedDirective + " " + event.blockedURI);
-});
-"""
 THUMBS_LOADED = """() => Array.from(document.querySelectorAll(".thumbs img")).map(
   (img) => img.complete ? img.naturalWidth : 0)"""
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    executable = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else require_tool("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def test_gallery_thumbnails_viewer_and_download(
