@@ -7,8 +7,6 @@ comes back again and again is picked up every time, by viewers that stayed.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import requests
 from tests.conftest import (
     FAST_WARMUP,
     Daemon,
+    NotifySocket,
     Part,
     StreamWatcher,
     decode,
@@ -102,43 +101,11 @@ def test_flat_and_truncated_frames_never_reach_a_viewer(
     assert dropped.get("bad_shape" if kind == "pixels" else "bad_jpeg", 0) > 0
 
 
-class NotifySocket:
-    """A stand-in for systemd's notify socket: keeps every datagram with the time it came."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._closing.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def pings(self, since: float, until: float = float("inf")) -> int:
-        return sum(1 for at, text in self.messages if since <= at < until and "WATCHDOG=1" in text.split("\n"))
-
-    def close(self) -> None:
-        self._closing.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 def test_a_hanging_read_takes_down_neither_health_nor_the_web_side(
     faulty: Callable[..., tuple[Daemon, Path]], tmp_path: Path
 ) -> None:
-    notify = NotifySocket(tmp_path / "notify")
-    daemon, control = faulty(
-        "--source", "test", *SMALL, env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "2000000"}
-    )
+    notify = NotifySocket()
+    daemon, control = faulty("--source", "test", *SMALL, env=notify.env())
     watcher = StreamWatcher(daemon.url("/stream.mjpg"), daemon.auth)
     try:
         watcher.wait_for(live, 10, what="a live frame")
@@ -164,12 +131,12 @@ def test_a_hanging_read_takes_down_neither_health_nor_the_web_side(
         time.sleep(2.5)  # stay hung a little longer: the next worker hangs too
         set_mode(control, "ok")
         recovering = time.monotonic()
-        starved = notify.pings(hung_at + float(STALL) + 0.6, recovering)
+        starved = notify.count("WATCHDOG", hung_at + float(STALL) + 0.6, recovering)
         back = len(watcher.parts)
         watcher.wait_for(live, 30, what="live frames again", start=back)
         daemon.wait_healthy(30)
         recovered_after = time.monotonic() - recovering
-        fed_again = wait_until(lambda: notify.pings(recovering), 10, what="WATCHDOG=1 again")
+        fed_again = wait_until(lambda: notify.count("WATCHDOG", recovering), 10, what="WATCHDOG=1 again")
     finally:
         watcher.close()
         notify.close()

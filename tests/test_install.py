@@ -15,8 +15,7 @@ from werkzeug.security import check_password_hash
 
 from camd.settings import FIELDS, Settings, load
 from camd.users import read_users, set_password
-from tests.conftest import REPO, require_tool
-from tests.test_service import NotifySocket
+from tests.conftest import REPO, NotifySocket, require_tool
 
 SCRIPT = REPO / "systemd" / "install.sh"
 EXAMPLE = REPO / "systemd" / "camd.toml.example"

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
 from camd.users import read_users, set_password, write_users
-from tests.conftest import FAST_WARMUP, Daemon, wait_until
-from tests.test_service import NotifySocket
-
-
-@pytest.fixture
-def notify() -> Iterator[NotifySocket]:
-    listener = NotifySocket()
-    yield listener
-    listener.close()
+from tests.conftest import FAST_WARMUP, Daemon, NotifySocket, wait_until
 
 
 def write_config(path: Path, **values: object) -> Path:
