@@ -238,25 +238,29 @@ def read_parts(
     parts: list[Part] = []
     with requests.get(url, auth=auth, stream=True, timeout=timeout) as response:
         assert response.status_code == 200, response.text
-        boundary = response.headers["Content-Type"].split("boundary=")[1].encode()
-        reader = response.raw
+        boundary = b"--" + response.headers["Content-Type"].split("boundary=")[1].encode()
         deadline = time.monotonic() + timeout
         while len(parts) < count and time.monotonic() < deadline:
-            line = reader.readline()
-            if not line:
+            part = next_part(response.raw, boundary)
+            if part is None:
                 break
-            if line.strip() != b"--" + boundary:
-                continue
-            headers: dict[str, str] = {}
-            while (header := reader.readline().strip()) != b"":
-                name, _, value = header.decode().partition(":")
-                headers[name.strip().lower()] = value.strip()
-            body = reader.read(int(headers["content-length"]))
-            part = Part(headers, body)
             parts.append(part)
             if stop is not None and stop(part):
                 break
     return parts
+
+
+def next_part(reader: Any, boundary: bytes) -> Part | None:
+    """The next part after ``boundary`` (``--`` included) on a raw response, or None at the end."""
+    while (line := reader.readline()) and line.strip() != boundary:
+        pass
+    if not line:
+        return None
+    headers: dict[str, str] = {}
+    while (header := reader.readline().strip()) != b"":
+        name, _, value = header.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Part(headers, reader.read(int(headers["content-length"])))
 
 
 def decode(jpeg: bytes) -> np.ndarray:
@@ -292,19 +296,11 @@ class StreamWatcher:
     def _run(self) -> None:
         try:
             boundary = b"--" + self.response.headers["Content-Type"].split("boundary=")[1].encode()
-            reader = self.response.raw
             while not self._closing.is_set():
-                line = reader.readline()
-                if not line:
+                part = next_part(self.response.raw, boundary)
+                if part is None:
                     return
-                if line.strip() != boundary:
-                    continue
-                headers: dict[str, str] = {}
-                while (header := reader.readline().strip()) != b"":
-                    name, _, value = header.decode().partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = reader.read(int(headers["content-length"]))
-                self.parts.append(Part(headers, body))
+                self.parts.append(part)
                 self.times.append(time.monotonic())
         except Exception as exc:
             if not self._closing.is_set():
