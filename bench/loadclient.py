@@ -322,6 +322,44 @@ class Viewer:
             self.error = why
         self.state = CLOSED
 
+    def step(self, epoll: select.epoll, buf: bytearray, view: memoryview, read_mask: int = select.EPOLLIN) -> None:
+        """Move the connection on after epoll said its socket is ready: connect, send the request, read.
+
+        ``read_mask`` is what to wait for once the request is out (0 keeps a paused viewer unread).
+        The caller closes a viewer that ends up CLOSED.
+        """
+        if self.state == CONNECTING:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._fail(f"connect: {os.strerror(code)}")
+            else:
+                self.state = SENDING
+        if self.state == SENDING:
+            try:
+                sent = self.sock.send(self.request)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._fail(f"send: {exc.strerror or exc}")
+            else:
+                self.request = self.request[sent:]
+                if not self.request:
+                    self.state = RESPONSE
+                    epoll.modify(self.sock.fileno(), read_mask)
+                return
+        if self.state in (RESPONSE, STREAM):
+            try:
+                count = self.sock.recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fail(f"recv: {exc.strerror or exc}")
+            else:
+                if count == 0:
+                    self._fail("closed by the server")
+                else:
+                    self.on_bytes(buf, 0, count, time.time())
+
 
 # --- the load run -------------------------------------------------------------------------------
 
@@ -452,37 +490,7 @@ def run_load(
                 break
         for fd, _events in epoll.poll(0.05):
             viewer = conns[fd]
-            if viewer.state == CONNECTING:
-                code = viewer.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code:
-                    viewer._fail(f"connect: {os.strerror(code)}")
-                else:
-                    viewer.state = SENDING
-            if viewer.state == SENDING:
-                try:
-                    sent = viewer.sock.send(viewer.request)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    viewer._fail(f"send: {exc.strerror or exc}")
-                else:
-                    viewer.request = viewer.request[sent:]
-                    if not viewer.request:
-                        viewer.state = RESPONSE
-                        epoll.modify(fd, select.EPOLLIN)
-                    continue
-            if viewer.state in (RESPONSE, STREAM):
-                try:
-                    count = viewer.sock.recv_into(view)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:
-                    viewer._fail(f"recv: {exc.strerror or exc}")
-                else:
-                    if count == 0:
-                        viewer._fail("closed by the server")
-                    else:
-                        viewer.on_bytes(buf, 0, count, time.time())
+            viewer.step(epoll, buf, view)
             if viewer.state == CLOSED:
                 epoll.unregister(fd)
                 viewer.sock.close()

@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from bench.loadclient import CLOSED, CONNECTING, RECV_SIZE, RESPONSE, SENDING, STREAM, Viewer, Window
+from bench.loadclient import CLOSED, RECV_SIZE, Viewer, Window
 
 
 class Tracked(Viewer):
@@ -101,37 +101,7 @@ class Pump:
                     self._serve(viewer)
 
     def _serve(self, viewer: Tracked) -> None:
-        if viewer.state == CONNECTING:
-            code = viewer.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                viewer._fail(f"connect: {os.strerror(code)}")
-            else:
-                viewer.state = SENDING
-        if viewer.state == SENDING:
-            try:
-                sent = viewer.sock.send(viewer.request)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                viewer._fail(f"send: {exc.strerror or exc}")
-            else:
-                viewer.request = viewer.request[sent:]
-                if not viewer.request:
-                    viewer.state = RESPONSE
-                    self.epoll.modify(viewer.fd, 0 if viewer.paused else select.EPOLLIN)
-                return
-        if viewer.state in (RESPONSE, STREAM):
-            try:
-                count = viewer.sock.recv_into(self.view)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                viewer._fail(f"recv: {exc.strerror or exc}")
-            else:
-                if count == 0:
-                    viewer._fail("closed by the server")
-                else:
-                    viewer.on_bytes(self.buf, 0, count, time.time())
+        viewer.step(self.epoll, self.buf, self.view, 0 if viewer.paused else select.EPOLLIN)
         if viewer.state == CLOSED:
             self._close(viewer)
             self.errors[viewer.error] += 1
