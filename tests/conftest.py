@@ -346,6 +346,22 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
+def watched_page(context: Any, *, failed_requests: bool = False) -> tuple[Any, list[str]]:
+    """A new page and the list its console errors, page errors, 4xx/5xx answers and CSP violations go to.
+
+    ``failed_requests`` also lists aborted requests (a download aborts its navigation, so not always).
+    """
+    context.add_init_script(CSP_WATCH)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+    if failed_requests:
+        page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
+    return page, problems
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium through Playwright, one per test file; each test opens its own context."""

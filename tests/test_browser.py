@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import CSP_WATCH, FAST_WARMUP, Daemon, wait_until
+from tests.conftest import FAST_WARMUP, Daemon, wait_until, watched_page
 
 # Mean of the canvas's pixels, and a digest of them: what the picture looks like right now.
 CANVAS_LOOK = """() => {
@@ -24,13 +24,7 @@ CANVAS_LOOK = """() => {
 
 def test_live_page_draws_a_moving_picture(daemon: Daemon, browser: Any) -> None:
     context = browser.new_context(http_credentials={"username": daemon.auth[0], "password": daemon.auth[1]})
-    context.add_init_script(CSP_WATCH)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
-    page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
+    page, problems = watched_page(context, failed_requests=True)
 
     response = page.goto(daemon.url("/live"))
     assert response is not None and response.status == 200

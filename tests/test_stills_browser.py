@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import CSP_WATCH, FAST_WARMUP, Daemon, wait_until
+from tests.conftest import FAST_WARMUP, Daemon, wait_until, watched_page
 
 THUMBS_LOADED = """() => Array.from(document.querySelectorAll(".thumbs img")).map(
   (img) => img.complete ? img.naturalWidth : 0)"""
@@ -29,12 +29,7 @@ def test_gallery_thumbnails_viewer_and_download(
     context = browser.new_context(
         http_credentials={"username": daemon.auth[0], "password": daemon.auth[1]}, accept_downloads=True
     )
-    context.add_init_script(CSP_WATCH)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+    page, problems = watched_page(context)
 
     # The gallery: every thumbnail loads, as a small picture.
     assert page.goto(daemon.url("/stills/")).status == 200
