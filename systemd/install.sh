@@ -2,9 +2,10 @@
 # Install camd as a systemd service, from this checkout:
 #   /opt/camd/venv            a venv with camd and its pinned dependencies
 #   /etc/camd/camd.toml       every setting, commented, with its default (never overwritten)
-#   /etc/systemd/system/      camd.service and camd@.service (one instance per camera)
+#   /etc/systemd/system/      camd.service, and camd@.service made from it (one instance per camera)
 #   /etc/sysusers.d/camd.conf the system user camd (in the video group)
-#   /var/lib/camd             the state directory: users file, stills
+#   /var/lib/camd             the state directory: users file, stills, and the first password
+#                             in initial-password until it is changed
 # then enables and starts camd.service and prints the URL and, the first time, the password.
 # Idempotent: run it again after `git pull` to update (camd is restarted when anything changed).
 set -euo pipefail
@@ -17,10 +18,13 @@ usage: sudo systemd/install.sh [options]
   --root DIR               lay everything out under DIR instead of / (also: DESTDIR=DIR);
                            nothing is started, the unit is enabled by its wants symlink
   --no-start               install and enable, but do not start or restart camd now
-  --python PY              the python3 to build the venv with (default: python3)
+  --python PY              the python3 to build the venv with (default: python3); with --root,
+                           the image's own (e.g. /usr/bin/python3 of the same Debian release)
   --system-site-packages   let the venv see the system's Python packages
   --no-deps                install camd alone, not its dependencies (they must come from
                            the system: --system-site-packages, or PYTHONPATH); no network
+  --wheels DIR             take the dependencies and the build tools from this folder of
+                           wheels (pip download -d DIR -r requirements.txt setuptools); no network
   --uninstall              stop, disable and remove camd; keeps an edited config and the
                            state directory (users, stills)
   --purge                  with --uninstall: remove those too, and the camd user
@@ -34,6 +38,7 @@ UNINSTALL=0
 PURGE=0
 START=1
 NO_DEPS=0
+WHEELS=""
 SYSTEM_SITE=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,6 +48,8 @@ while [ $# -gt 0 ]; do
     --python=*) PYTHON="${1#--python=}" ;;
     --no-start) START=0 ;;
     --no-deps) NO_DEPS=1 ;;
+    --wheels) WHEELS="${2:?--wheels needs a directory}"; shift ;;
+    --wheels=*) WHEELS="${1#--wheels=}" ;;
     --system-site-packages) SYSTEM_SITE=1 ;;
     --uninstall) UNINSTALL=1 ;;
     --purge) PURGE=1 ;;
@@ -57,15 +64,22 @@ if [ -n "$ROOT" ]; then
   [ "$ROOT" = / ] && ROOT=""
 fi
 
+if [ -n "$WHEELS" ]; then
+  [ -d "$WHEELS" ] || { echo "install.sh: --wheels $WHEELS is not a directory" >&2; exit 2; }
+  WHEELS="$(cd "$WHEELS" && pwd)"
+fi
+
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OPT="$ROOT/opt/camd"
 VENV="$OPT/venv"
+VENV_AT_BOOT=/opt/camd/venv
 ETC="$ROOT/etc/camd"
 CONF="$ETC/camd.toml"
 UNITS="$ROOT/etc/systemd/system"
 WANTS="$UNITS/multi-user.target.wants"
 SYSUSERS="$ROOT/etc/sysusers.d/camd.conf"
 STATE="$ROOT/var/lib/camd"
+FIRST_PASSWORD="$STATE/initial-password"
 EXAMPLE="$OPT/camd.toml.example"
 
 say() { printf 'camd: %s\n' "$*"; }
@@ -95,6 +109,44 @@ rmdir_up() {
     [ -d "$dir" ] && rmdir --ignore-fail-on-non-empty "$dir"
   done
   return 0
+}
+
+# relocate_venv: a venv built under --root DIR names DIR/opt/camd/venv in its scripts' #! lines and
+# activate scripts (pip writes the python it ran as); the image runs it at /opt/camd/venv, so
+# every such line is made to name that path (the venv's python is reached by the same path there).
+relocate_venv() {
+  [ -n "$ROOT" ] || return 0
+  # Plain bytes replaced, not a sed pattern: DIR may hold any character.
+  "$VENV/bin/python" - "$VENV" "$VENV_AT_BOOT" <<'EOF'
+import pathlib, sys
+built, boot = (arg.encode() for arg in sys.argv[1:])
+venv = pathlib.Path(sys.argv[1])
+for path in [*(venv / "bin").iterdir(), venv / "pyvenv.cfg"]:
+    if path.is_file() and not path.is_symlink():
+        data = path.read_bytes()
+        if built in data:
+            path.write_bytes(data.replace(built, boot))
+EOF
+  local python
+  python="$(sed -n 's/^executable = //p' "$VENV/pyvenv.cfg")"
+  if [ -n "$python" ] && [ ! -e "$ROOT$python" ] && [ ! -L "$ROOT$python" ]; then
+    say "note: the venv runs $python, which $ROOT does not have yet: the image needs that python" \
+      "(or run again with --python set to the image's own)"
+  fi
+  return 0
+}
+
+# instance_unit OUT: camd@.service, made from camd.service (the sed script says what differs).
+instance_unit() {
+  sed -f "$SRC/systemd/camd@.service.sed" "$SRC/systemd/camd.service" > "$1"
+  local line
+  for line in 'Description=.* for %i ' 'ExecStart=.* --config /etc/camd/%i\.toml$' 'SyslogIdentifier=camd@%i$' \
+      'StateDirectory=camd/%i$'; do
+    if ! grep -q "^$line" "$1"; then
+      echo "install.sh: systemd/camd@.service.sed no longer matches camd.service (no line $line)" >&2
+      exit 1
+    fi
+  done
 }
 
 uninstall() {
@@ -141,6 +193,10 @@ if [ "$UNINSTALL" = 1 ]; then
 fi
 
 CHANGED=0
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+pip_from=()
+[ -n "$WHEELS" ] && pip_from=(--no-index --find-links "$WHEELS")
 
 # --- the venv and the package ---------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then
@@ -159,8 +215,8 @@ want="$(cd "$SRC" && find camd web pyproject.toml requirements.txt README.md -ty
 want="$want deps=$((1 - NO_DEPS))"
 stamp="$OPT/.installed"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  build="$(mktemp -d)"
-  trap 'rm -rf "$build"' EXIT
+  build="$work/build"
+  mkdir "$build"
   # Build from a copy: pip and setuptools leave build/ and *.egg-info behind in the tree they build.
   (cd "$SRC" && cp -r camd web pyproject.toml requirements.txt README.md "$build/")
   find "$build" -name __pycache__ -prune -exec rm -rf {} +
@@ -176,9 +232,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
       --no-index "$build"
   else
     say "installing camd and its dependencies into the venv (this takes a while the first time)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$build/requirements.txt"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$build"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_from[@]}" \
+      -r "$build/requirements.txt"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${pip_from[@]}" --no-deps "$build"
   fi
+  relocate_venv
   echo "$want" > "$stamp"
   CHANGED=1
 fi
@@ -203,7 +261,8 @@ else
 fi
 
 put "$SRC/systemd/camd.service" "$UNITS/camd.service" 644 && CHANGED=1
-put "$SRC/systemd/camd@.service" "$UNITS/camd@.service" 644 && CHANGED=1
+instance_unit "$work/camd@.service"
+put "$work/camd@.service" "$UNITS/camd@.service" 644 && CHANGED=1
 
 # --- the first user ---------------------------------------------------------------------------
 mkdir -p "$STATE"
@@ -215,8 +274,12 @@ if [ ! -s "$STATE/users" ]; then
   as_camd=()
   live && as_camd=(runuser -u camd --)
   # As under systemd: STATE_DIRECTORY is the state directory, and the config file is read.
+  # python -m camd, not bin/camd: under --root that script names the python at its path in the image.
   printf '%s\n' "$password" | "${as_camd[@]}" env STATE_DIRECTORY="$STATE" \
-    "$VENV/bin/camd" passwd admin --config "$CONF" >/dev/null
+    "$VENV/bin/python" -m camd passwd admin --config "$CONF" >/dev/null
+  # Kept for whoever did not see this output, readable by root and camd only; `camd passwd admin` removes it.
+  (umask 077 && printf '%s\n' "$password" > "$FIRST_PASSWORD")
+  live && chown camd:camd "$FIRST_PASSWORD"
 fi
 
 # --- enable and start -----------------------------------------------------------------------------
@@ -249,9 +312,12 @@ EOF
 host="$(hostname 2>/dev/null || echo localhost)"
 say "installed: camd.service is enabled$([ "$START" = 1 ] && live && echo " and running")"
 say "open ${scheme}://${host}.local:${port}/  (or ${scheme}://<this machine's address>:${port}/)"
+passwd_hint="sudo -u camd env STATE_DIRECTORY=/var/lib/camd /opt/camd/venv/bin/camd passwd admin"
 if [ -n "$password" ]; then
   say "first login: user admin, password $password"
-  say "change it with: sudo -u camd env STATE_DIRECTORY=/var/lib/camd /opt/camd/venv/bin/camd passwd admin"
+  say "it is kept in ${FIRST_PASSWORD#"$ROOT"} until you change it with: $passwd_hint"
+elif [ -s "$FIRST_PASSWORD" ]; then
+  say "first login: user admin, password in ${FIRST_PASSWORD#"$ROOT"} (sudo cat it); change it with: $passwd_hint"
 else
   say "users: ${STATE#"$ROOT"}/users is kept as it is"
 fi

@@ -34,6 +34,12 @@ def install(root: Path, *args: str) -> str:
     return result.stdout
 
 
+def instance_unit() -> str:
+    """camd@.service as install.sh makes it from camd.service."""
+    script, unit = REPO / "systemd/camd@.service.sed", REPO / "systemd/camd.service"
+    return subprocess.run(["sed", "-f", script, unit], check=True, capture_output=True, text=True).stdout
+
+
 def tree(root: Path) -> dict[str, str]:
     """Every path under ``root`` with its type, mode, link target and content hash."""
     listing = {}
@@ -87,12 +93,18 @@ def test_install_lays_out_venv_units_and_config_then_changes_nothing_and_keeps_e
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert (site / "camd/__init__.py").is_file() and (site / "web/templates").is_dir()  # a copy, not a link
     env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
-    version = subprocess.run([venv / "bin/camd", "--version"], check=False, env=env, capture_output=True, text=True)
+    command = [venv / "bin/python", "-m", "camd", "--version"]
+    version = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     assert version.stdout.startswith("camd "), version.stderr
+    # The image runs the venv at /opt/camd/venv: nothing in it may name the directory it was built in.
+    assert (venv / "bin/camd").read_text().startswith("#!/opt/camd/venv/bin/python\n")
+    for path in [*(venv / "bin").iterdir(), venv / "pyvenv.cfg"]:
+        if path.is_file() and not path.is_symlink():
+            assert str(root).encode() not in path.read_bytes(), path
 
     units = root / "etc/systemd/system"
-    for unit in ("camd.service", "camd@.service"):
-        assert (units / unit).read_text() == (REPO / "systemd" / unit).read_text()
+    assert (units / "camd.service").read_text() == (REPO / "systemd/camd.service").read_text()
+    assert (units / "camd@.service").read_text() == instance_unit()
     wants = units / "multi-user.target.wants/camd.service"
     assert os.readlink(wants) == "/etc/systemd/system/camd.service"
     assert (root / "etc/sysusers.d/camd.conf").read_text() == (REPO / "systemd/camd.sysusers").read_text()
@@ -104,6 +116,10 @@ def test_install_lays_out_venv_units_and_config_then_changes_nothing_and_keeps_e
     password = re.search(r"first login: user admin, password (\S+)", output)
     assert password, output
     assert check_password_hash(read_users(users_file)["admin"], password.group(1))
+    first = root / "var/lib/camd/initial-password"  # kept for whoever missed the output, until changed
+    assert first.read_text() == password.group(1) + "\n"
+    assert first.stat().st_mode & 0o777 == 0o600
+    assert "it is kept in /var/lib/camd/initial-password until you change it" in output
     assert re.search(r"open http://\S+:8080/", output)
 
     run_as_the_unit_does(root, ("admin", password.group(1)))
@@ -112,7 +128,8 @@ def test_install_lays_out_venv_units_and_config_then_changes_nothing_and_keeps_e
     before = tree(root)
     again = install(root)
     assert tree(root) == before
-    assert "first login" not in again and "installed /" not in again
+    assert "first login: user admin, password in /var/lib/camd/initial-password" in again
+    assert "installed /" not in again
 
     # An edited config survives a re-install (an update).
     config.write_text(config.read_text() + '\nport = 8443\ntitle = "Garden"\n')
@@ -134,7 +151,8 @@ def test_uninstall_keeps_edits_and_data_and_purge_removes_it_all(root: Path) -> 
     left = sorted(str(path.relative_to(root)) for path in root.rglob("*"))
     assert left == [
         "etc", "etc/camd", "etc/camd/camd.toml",
-        "var", "var/lib", "var/lib/camd", "var/lib/camd/stills", "var/lib/camd/users",
+        "var", "var/lib", "var/lib/camd", "var/lib/camd/initial-password", "var/lib/camd/stills",
+        "var/lib/camd/users",
     ]  # fmt: skip
 
     install(root)
@@ -146,7 +164,7 @@ def test_uninstall_of_an_unedited_install_leaves_only_the_data(root: Path) -> No
     install(root)
     install(root, "--uninstall")
     left = sorted(str(path.relative_to(root)) for path in root.rglob("*"))
-    assert left == ["var", "var/lib", "var/lib/camd", "var/lib/camd/users"]
+    assert left == ["var", "var/lib", "var/lib/camd", "var/lib/camd/initial-password", "var/lib/camd/users"]
 
 
 def test_install_needs_root_or_a_root_directory() -> None:
@@ -190,7 +208,9 @@ def run_as_the_unit_does(root: Path, credentials: tuple[str, str]) -> None:
         # Only what a test machine needs differently from the installed config (the environment wins).
         "CAMD_HOST": "127.0.0.1", "CAMD_PORT": "0", "CAMD_SOURCE": "test", "CAMD_WARMUP_DELAY": "0.2",
     }  # fmt: skip
-    command = [str(root / "opt/camd/venv/bin/camd"), "run", "--config", str(root / "etc/camd/camd.toml")]
+    # python -m camd: bin/camd names /opt/camd/venv/bin/python, where the image will have it.
+    venv_python = str(root / "opt/camd/venv/bin/python")
+    command = [venv_python, "-m", "camd", "run", "--config", str(root / "etc/camd/camd.toml")]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         notify.wait_for("READY", value="1", timeout=30)
@@ -203,7 +223,8 @@ def run_as_the_unit_does(root: Path, credentials: tuple[str, str]) -> None:
             port = match.group(1) if match else None
         status = requests.get(f"http://127.0.0.1:{port}/api/status", auth=credentials, timeout=10)
         assert status.status_code == 200  # the password the installer printed works
-        assert not (root / "var/lib/camd/initial-password").exists()  # no second first user
+        first = root / "var/lib/camd/initial-password"
+        assert first.read_text() == credentials[1] + "\n"  # camd made no second first user
     finally:
         proc.terminate()
         assert proc.wait(15) == 0

@@ -2,10 +2,10 @@
 
 `verify` checks that ExecStart's binary exists, and /opt/camd/venv/bin/camd does
 not on the machine that runs the tests. So both run with ``--root`` on a small
-tree made for the test: the units in /etc/systemd/system, systemd's own units
-(copied from this machine, for the targets they refer to), /bin/kill for
-ExecReload and an executable stand-in at /opt/camd/venv/bin/camd. Nothing is
-rewritten in the units themselves.
+tree made for the test: the units in /etc/systemd/system (camd@.service made
+from camd.service as install.sh makes it), systemd's own units (copied from this
+machine, for the targets they refer to), /bin/sh for ExecReload and an executable
+stand-in at /opt/camd/venv/bin/camd. Nothing is rewritten in the units themselves.
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     (root / "usr/bin").mkdir(parents=True)
-    kill = shutil.which("kill", path="/usr/bin:/bin")
-    assert kill, "no kill binary"
-    shutil.copy(kill, root / "usr/bin/kill")
+    shutil.copy("/bin/sh", root / "usr/bin/sh")
     (root / "bin").symlink_to("usr/bin")
     camd = root / "opt/camd/venv/bin/camd"
     camd.parent.mkdir(parents=True)
@@ -45,8 +43,16 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
     for unit in UNITS:
-        shutil.copy(REPO / "systemd" / unit, units / unit)
+        (units / unit).write_text(unit_text(unit))
     return root
+
+
+def unit_text(name: str) -> str:
+    """A unit as install.sh installs it: camd.service as it is, camd@.service made from it."""
+    if name == "camd.service":
+        return (REPO / "systemd/camd.service").read_text()
+    script, unit = REPO / "systemd/camd@.service.sed", REPO / "systemd/camd.service"
+    return subprocess.run(["sed", "-f", script, unit], check=True, capture_output=True, text=True).stdout
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
@@ -88,7 +94,7 @@ def test_security_exposure_is_low(root: Path, unit: str) -> None:
 
 def unit_settings(name: str) -> dict[str, list[str]]:
     settings: dict[str, list[str]] = {}
-    for line in (REPO / "systemd" / name).read_text().splitlines():
+    for line in unit_text(name).splitlines():
         if line and not line.startswith(("#", "[")):
             key, _, value = line.partition("=")
             settings.setdefault(key, []).append(value)
@@ -114,6 +120,9 @@ def unit_settings(name: str) -> dict[str, list[str]]:
         ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
         ("CapabilityBoundingSet", ""),
         ("RestartPreventExitStatus", "2"),
+        ("ExecReload", "/bin/sh -c 'kill -HUP $MAINPID'"),
+        ("InaccessiblePaths", "-/dev/shm -/dev/mqueue"),
+        ("PrivateIPC", "yes"),
     ],
 )
 def test_units_have(key: str, value: str) -> None:
@@ -127,6 +136,10 @@ def test_instances_have_their_own_config_and_state() -> None:
     assert template["ExecStart"] == ["/opt/camd/venv/bin/camd run --config /etc/camd/%i.toml"]
     assert single["StateDirectory"] == ["camd"]
     assert template["StateDirectory"] == ["camd/%i"]
+    assert template["SyslogIdentifier"] == ["camd@%i"]
+    # Everything else is the same: the template is made from camd.service, so the two cannot drift.
+    differ = {key for key in single.keys() | template.keys() if single.get(key) != template.get(key)}
+    assert differ == {"Description", "ExecStart", "StateDirectory", "SyslogIdentifier"}
 
 
 @pytest.mark.parametrize("source", ["test", "recording"])
