@@ -81,6 +81,7 @@ def cached(kind: str, key: str, build: Callable[[Path], None]) -> Path:
         return final
     CACHE.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=CACHE))
+    partial.chmod(0o755)  # it becomes the container's / (mkdtemp makes it 0700)
     try:
         started = time.monotonic()
         build(partial)
@@ -110,14 +111,21 @@ def download_wheels(target: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def unavailable(reason: str) -> None:
+    """Like require_tool: skip with the reason, but fail in CI, where everything must run."""
+    if os.environ.get("CAMD_REQUIRE_TOOLS") or os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def rootfs() -> Path:
     if os.geteuid() != 0:
-        pytest.skip("booting a container with systemd-nspawn needs root")
-    for tool in ("systemd-nspawn", "nsenter"):
+        unavailable("booting a container with systemd-nspawn needs root")
+    for tool in ("systemd-nspawn", "nsenter", "unshare"):
         require_tool(tool)
     if cgroup2_mount() is None:
-        pytest.skip("no cgroup2 hierarchy mounted: systemd-nspawn cannot give the container one")
+        unavailable("no cgroup2 hierarchy mounted: systemd-nspawn cannot give the container one")
     return cached("rootfs", f"{SUITE} minbase {' '.join(PACKAGES)}", debootstrap)
 
 
@@ -351,7 +359,11 @@ def wait_active(machine: Machine, unit: str = "camd", timeout: float = 60) -> di
         shown = machine.show(unit, "ActiveState", "SubState", "MainPID", "NRestarts", "StatusText")
         return shown if shown["ActiveState"] == "active" and shown["SubState"] == "running" else None
 
-    return wait_until(active, timeout, interval=0.2, what=f"{unit} to be active")  # type: ignore[return-value]
+    try:
+        return wait_until(active, timeout, interval=0.2, what=f"{unit} to be active")  # type: ignore[return-value]
+    except AssertionError as error:
+        status = machine.run("systemctl", "status", "--no-pager", "--lines=15", unit, check=False).stdout
+        raise AssertionError(f"{error}\n{status}") from None
 
 
 def test_install_starts_camd_and_systemd_calls_it_active_only_after_ready(installed: Installed) -> None:
@@ -547,11 +559,11 @@ def test_an_image_made_with_root_boots_into_a_working_camd(
     """install.sh --root builds the venv here, under the image's directory; at boot it runs at /opt/camd."""
     python = "/usr/bin/python3"
     if not Path(python).exists() or not (rootfs / python.lstrip("/")).exists():
-        pytest.skip(f"{python} is needed both here and in the image")
+        unavailable(f"{python} is needed both here and in the image")
     # The venv links to this machine's python by its path; the image must have the same python there.
     here, there = Path(python).resolve().name, os.readlink(rootfs / python.lstrip("/"))
     if here != there:
-        pytest.skip(f"{python} is {here} here and {there} in the image")
+        unavailable(f"{python} is {here} here and {there} in the image")
     workdir = tmp_path_factory.mktemp("image")
     output: list[str] = []
 
