@@ -155,6 +155,8 @@ class Variants:
         self._encodes: Counter[VariantKey] = Counter()
         self._bytes: Counter[VariantKey] = Counter()
         self._decodes: Counter[int] = Counter()
+        self._frames_sent: Counter[VariantKey] = Counter()
+        self._bytes_sent: Counter[VariantKey] = Counter()
 
     # --- viewers -------------------------------------------------------------------
 
@@ -250,6 +252,19 @@ class Variants:
 
     # --- counting ------------------------------------------------------------------
 
+    def count_sent(self, key: VariantKey, frames: int, nbytes: int) -> None:
+        """Add what the fan-out sent to viewers of ``key``; called in batches, not once per send."""
+        with self._lock:
+            self._frames_sent[key] += frames
+            self._bytes_sent[key] += nbytes
+
+    def sent(self) -> dict[VariantKey, tuple[int, int]]:
+        """(frames, bytes) sent to viewers, per variant."""
+        with self._lock:
+            return {
+                key: (self._frames_sent[key], self._bytes_sent[key]) for key in sorted(self._frames_sent, key=_order)
+            }
+
     def viewers(self) -> dict[VariantKey, int]:
         with self._lock:
             return dict(self._watchers)
@@ -265,9 +280,9 @@ class Variants:
             return dict(sorted(self._decodes.items()))
 
     def status(self) -> dict[str, Any]:
-        """For /api/status: the ladder, and every variant watched or made with its viewers, encodes and bytes."""
+        """For /api/status: the ladder, and every variant watched, made or sent, with its counts."""
         with self._lock:
-            keys = sorted(set(self._watchers) | set(self._encodes), key=_order)
+            keys = sorted(set(self._watchers) | set(self._encodes) | set(self._frames_sent), key=_order)
             return {
                 "ladder": [*LADDER, "full"],
                 "qualities": dict(QUALITY_NAMES),
@@ -278,6 +293,8 @@ class Variants:
                         "viewers": self._watchers.get(key, 0),
                         "encodes": self._encodes.get(key, 0),
                         "bytes": self._bytes.get(key, 0),
+                        "frames_sent": self._frames_sent.get(key, 0),
+                        "bytes_sent": self._bytes_sent.get(key, 0),
                     }
                     for key in keys
                 ],

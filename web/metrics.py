@@ -99,7 +99,7 @@ class CamdCollector(Collector):
 
 
 def variant_metrics(variants: Variants) -> Iterator[Metric]:
-    """Per-variant viewers, encodes and encoded bytes (``?width=``/``?quality=``), and the decodes they needed."""
+    """Per-variant viewers, encodes, encoded and sent bytes (``?width=``/``?quality=``), and the decodes they needed."""
     labels = ["width", "quality"]
     viewers = GaugeMetricFamily("camd_variant_viewers", "Stream viewers of each picture variant", labels=labels)
     for key, count in sorted(variants.viewers().items(), key=lambda item: (item[0].label, item[0].quality)):
@@ -112,6 +112,17 @@ def variant_metrics(variants: Variants) -> Iterator[Metric]:
         size.add_metric([key.label, str(key.quality)], total)
     yield encodes
     yield size
+    frames = CounterMetricFamily(
+        "camd_variant_stream_frames_sent", "Frames sent to stream viewers of each picture variant", labels=labels
+    )
+    sent = CounterMetricFamily(
+        "camd_variant_stream_bytes_sent", "Bytes sent to stream viewers of each picture variant", labels=labels
+    )
+    for key, (count, total) in variants.sent().items():
+        frames.add_metric([key.label, str(key.quality)], count)
+        sent.add_metric([key.label, str(key.quality)], total)
+    yield frames
+    yield sent
     decodes = CounterMetricFamily(
         "camd_variant_decodes", "JPEG decodes done for picture variants, by reduced-size factor", labels=["scale"]
     )

@@ -175,7 +175,7 @@ def test_the_largest_reduction_still_at_least_the_target_width(source: int, widt
     flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
     flag[8] = cv2.IMREAD_REDUCED_COLOR_8
     decoded = cv2.imdecode(np.frombuffer(jpeg_of(picture(source, 16)), np.uint8), flag[factor])
-    assert decoded.shape[1] >= width  # what libjpeg really gives is wide enough
+    assert decoded is not None and decoded.shape[1] >= width  # what libjpeg really gives is wide enough
 
 
 # --- making variants ----------------------------------------------------------------------------
@@ -286,7 +286,7 @@ def test_reduced_decode_gives_the_same_picture_as_a_full_one() -> None:
     hub.set_camera(width=1280, height=720)
     frame = hub.publish(jpeg=jpeg_of(source, 95))
     made = cv2.imdecode(np.frombuffer(variants.jpeg(frame, VariantKey(320, 95)), np.uint8), cv2.IMREAD_COLOR)
-    assert variants.decodes() == {4: 1}
+    assert made is not None and variants.decodes() == {4: 1}
     reference = cv2.resize(source, (320, 180), interpolation=cv2.INTER_AREA)
     assert cv2.PSNR(made, reference) > 30
 
@@ -330,13 +330,16 @@ def test_status_counts_viewers_encodes_and_bytes_per_variant() -> None:
         status = variants.status()
     assert status["ladder"] == [320, 480, 640, 960, "full"]
     assert status["qualities"] == {"low": 30, "medium": 50, "high": 70}
-    assert status["served"] == [{"width": "320", "quality": 30, "viewers": 2, "encodes": 4, "bytes": sum(sizes)}]
+    counted = {"encodes": 4, "bytes": sum(sizes), "frames_sent": 0, "bytes_sent": 0}
+    assert status["served"] == [{"width": "320", "quality": 30, "viewers": 2, **counted}]
     variants.unwatch(small)
     variants.watch(full)
+    variants.count_sent(full, 3, 30000)
+    variants.count_sent(full, 2, 20000)
     status = variants.status()
     assert status["served"] == [
-        {"width": "320", "quality": 30, "viewers": 0, "encodes": 4, "bytes": sum(sizes)},
-        {"width": "full", "quality": 50, "viewers": 1, "encodes": 0, "bytes": 0},
+        {"width": "320", "quality": 30, "viewers": 0, **counted},
+        {"width": "full", "quality": 50, "viewers": 1, "encodes": 0, "bytes": 0, "frames_sent": 5, "bytes_sent": 50000},
     ]
     assert variants.viewers() == {full: 1}
 
@@ -358,6 +361,7 @@ def test_metrics_carry_encodes_and_bytes_by_width_and_quality() -> None:
         frame = jpeg_frame(hub, seed=seed)
         made += len(variants.jpeg(frame, small))
         variants.jpeg(frame, medium)
+    variants.count_sent(small, 3, made)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Only(variants))
     samples = {
@@ -369,6 +373,8 @@ def test_metrics_carry_encodes_and_bytes_by_width_and_quality() -> None:
     assert samples[("camd_variant_encodes_total", (("quality", "80"), ("width", "640")))] == 3
     assert samples[("camd_variant_bytes_total", (("quality", "30"), ("width", "320")))] == made
     assert samples[("camd_variant_viewers", (("quality", "30"), ("width", "320")))] == 1
+    assert samples[("camd_variant_stream_frames_sent_total", (("quality", "30"), ("width", "320")))] == 3
+    assert samples[("camd_variant_stream_bytes_sent_total", (("quality", "30"), ("width", "320")))] == made
     assert samples[("camd_variant_decodes_total", (("scale", "1/4"),))] == 3  # only 320 was watched
     assert ("camd_variant_viewers", (("quality", "80"), ("width", "640"))) not in samples
 
@@ -400,7 +406,15 @@ def test_api_status_and_metrics_read_the_variants_collaborator(tmp_path: Path) -
     client = app.test_client()
     status = client.get("/api/status", headers=auth).get_json()
     assert status["variants"]["served"] == [
-        {"width": "480", "quality": 30, "viewers": 1, "encodes": 1, "bytes": len(made)}
+        {
+            "width": "480",
+            "quality": 30,
+            "viewers": 1,
+            "encodes": 1,
+            "bytes": len(made),
+            "frames_sent": 0,
+            "bytes_sent": 0,
+        }
     ]
     text = client.get("/metrics", headers=auth).get_data(as_text=True)
     assert 'camd_variant_encodes_total{quality="30",width="480"} 1.0' in text
