@@ -248,17 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="camd-slowlink-") as tmp, SlowLink(shape) as link:
         workdir = Path(tmp)
         print(f"namespace {link.name}: lo mtu {MTU}, tc qdisc {' '.join(shape.tc_args())}", flush=True)
-        sources = {
-            "test": ("test", "test pattern 1280x720@30"),
-            "recording": (
-                f"file:{make_recording(workdir / 'camera.avi', 1280, 720, 30, noise=args.noise)}",
-                f"camera-like MJPEG recording 1280x720@30 (noise {args.noise:g}, passthrough)",
-            ),
+        labels = {
+            "test": "test pattern 1280x720@30",
+            "recording": f"camera-like MJPEG recording 1280x720@30 (noise {args.noise:g}, passthrough)",
         }
         print("| source | path | fps | frame age p50 ms | frame age p95 ms | longest gap ms | KB/frame | Mbit/s |")
         print("|---|---|---|---|---|---|---|---|")
         for name in args.sources.split(","):
-            spec, label = sources[name.strip()]
+            label = labels[name.strip()]
+            spec = "test"
+            if name.strip() == "recording":
+                spec = f"file:{make_recording(workdir / 'camera.avi', 1280, 720, 30, noise=args.noise)}"
             with camd_in(link, workdir, spec, password) as pid:
                 for path in args.paths.split(","):
                     before = sent(link, password)
