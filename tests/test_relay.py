@@ -14,19 +14,21 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
-from tests.conftest import PASSWORD, REPO, USER, Daemon, require_tool, wait_until
+from tests.conftest import FAST_WARMUP, PASSWORD, REPO, USER, Daemon, require_tool, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -178,23 +180,16 @@ def test_hls_from_the_relay_plays_while_camd_serves_one_viewer(
     http, rtmp_port, hls = relay_nginx
     status = lambda: daemon.get("/api/status").json()  # noqa: E731
     assert status()["viewers"] == 0
-    command = unit_command(
-        {
-            "CAMD_RELAY_INPUT": f"http://{USER}:{quote(PASSWORD)}@127.0.0.1:{daemon.port}/stream.mjpg",
-            "CAMD_RELAY_OUTPUT": f"rtmp://127.0.0.1:{rtmp_port}/camd/live",
-        }
-    )
-    assert command[0] == "/usr/bin/ffmpeg" and "-reconnect" in command and "zerolatency" in command
     pid = daemon.proc.pid  # type: ignore[union-attr]
     idle_before, idle_at = cpu_seconds(pid), time.monotonic()
     time.sleep(3)
     idle = (cpu_seconds(pid) - idle_before) / (time.monotonic() - idle_at)
-    publisher = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    publisher = Publisher.start(daemon, rtmp_port, hls.parent / "ffmpeg.log")
     try:
         # ffmpeg stamps frames with the wall clock as they arrive, and its first frame is time 0 in the
         # segments; camd counts the viewer just before it sends that first frame.
-        wait_until(lambda: publisher.poll() is not None or status()["viewers"] == 1, 20, 0.01, "ffmpeg to connect")
-        assert publisher.poll() is None, publisher.stderr.read() if publisher.stderr else ""
+        wait_until(lambda: not publisher.alive() or status()["viewers"] == 1, 20, 0.01, "ffmpeg to connect")
+        assert publisher.alive(), publisher.said()
         started = time.time()
 
         seen: dict[int, float] = {}  # segment number: when it was first in the playlist
@@ -206,10 +201,10 @@ def test_hls_from_the_relay_plays_while_camd_serves_one_viewer(
                 for duration, number in SEGMENT.findall(playlist.read_text()):
                     seen.setdefault(int(number), time.time())
                     durations[int(number)] = float(duration)
-            return len(seen) >= 6 or publisher.poll() is not None
+            return len(seen) >= 6 or not publisher.alive()
 
         wait_until(watch_playlist, 40, 0.02, "six HLS segments in the playlist")
-        assert publisher.poll() is None, publisher.stderr.read() if publisher.stderr else ""
+        assert publisher.alive(), publisher.said()
         assert 0 in seen, "the first segment was missed"
         pts_zero = first_pts(ffprobe, str(hls / "live-0.ts"))  # the time in the segments of ffmpeg's first frame
 
@@ -266,7 +261,64 @@ def test_hls_from_the_relay_plays_while_camd_serves_one_viewer(
         assert max(ages) < 10 * target, ages
         assert 0 < behind < 10 * target, behind
     finally:
-        stop(publisher)
+        stop(publisher.proc)
+
+
+@dataclass
+class Publisher:
+    """The unit's ffmpeg as the test runs it; its stderr goes to a file, not a pipe nobody reads."""
+
+    proc: subprocess.Popen[str]
+    log: Path
+
+    @classmethod
+    def start(cls, daemon: Daemon, rtmp_port: int, log: Path) -> Publisher:
+        command = unit_command(
+            {
+                "CAMD_RELAY_INPUT": f"http://{USER}:{quote(PASSWORD)}@127.0.0.1:{daemon.port}/stream.mjpg",
+                "CAMD_RELAY_OUTPUT": f"rtmp://127.0.0.1:{rtmp_port}/camd/live",
+            }
+        )
+        with open(log, "w") as stderr:
+            return cls(subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr, text=True), log)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def said(self) -> str:
+        """Why it ended, for a failed assertion."""
+        return f"ffmpeg exited with {self.proc.returncode}:\n" + self.log.read_text()[-4000:]
+
+
+def newest_segment(hls: Path) -> int:
+    playlist = hls / "live.m3u8"
+    numbers = [int(number) for _, number in SEGMENT.findall(playlist.read_text())] if playlist.exists() else []
+    return max(numbers, default=-1)
+
+
+def test_the_publisher_reconnects_when_camd_crashes_and_comes_back(
+    daemon_factory: Callable[..., Daemon], relay_nginx: tuple[str, int, Path]
+) -> None:
+    require_tool("ffmpeg")
+    _, rtmp_port, hls = relay_nginx
+    args = ("--source", "test", "--width", "640", "--height", "480", "--port", str(free_port()), *FAST_WARMUP)
+    first = daemon_factory(*args)
+    publisher = Publisher.start(first, rtmp_port, hls.parent / "ffmpeg.log")
+    try:
+        wait_until(lambda: not publisher.alive() or newest_segment(hls) >= 1, 30, 0.1, "HLS segments")
+        assert publisher.alive(), publisher.said()
+        first.stop(signal.SIGKILL)  # a clean stop ends the stream: ffmpeg exits and systemd restarts it
+        before = newest_segment(hls)
+        second = daemon_factory(*args)  # the same port, as when systemd restarts camd
+        wait_until(
+            lambda: not publisher.alive() or second.get("/api/status").json()["viewers"] == 1,
+            30, 0.1, "ffmpeg to reconnect to the new camd",
+        )  # fmt: skip
+        assert publisher.alive(), publisher.said()
+        wait_until(lambda: newest_segment(hls) >= before + 2, 30, 0.1, "new HLS segments after the restart")
+        assert publisher.alive(), "the same ffmpeg process carried on"
+    finally:
+        stop(publisher.proc)
 
 
 def test_the_unit_is_a_valid_and_sandboxed_systemd_unit(tmp_path: Path) -> None:
@@ -282,3 +334,10 @@ def test_the_unit_is_a_valid_and_sandboxed_systemd_unit(tmp_path: Path) -> None:
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout + done.stderr)
     assert match, done.stdout + done.stderr
     assert float(match.group(1)) <= 2.0, done.stdout
+    text = UNIT.read_text()
+    assert re.search(r"^Restart=always$", text, re.MULTILINE)  # ffmpeg exits 0 when camd stops cleanly
+    command = unit_command({"CAMD_RELAY_INPUT": "http://camd/stream.mjpg"})
+    for option in ("-reconnect", "-reconnect_streamed", "-reconnect_on_network_error", "-use_wallclock_as_timestamps"):
+        assert command[command.index(option) + 1] == "1", option
+    assert command[command.index("-tune") + 1] == "zerolatency"
+    assert command[command.index("-preset") + 1] == "ultrafast"
