@@ -1,0 +1,543 @@
+"""Issue 9's attacks played against the real daemon: slow heads, no file descriptors left, request smuggling,
+threads per viewer, a slow reader of a large zip, and all of it at once while someone watches.
+
+Black-box on purpose: sockets, the log and ``/proc/PID`` only, so the same tests judge any HTTP front.
+Every test prints its figures (run with ``-s``) before it asserts, so a failure still shows how far off it was.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+import resource
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import FAST_WARMUP, PASSWORD, USER, Daemon, require_tool, wait_until
+from tests.test_tls import certificate  # noqa: F401  (fixture)
+
+AUTH = b"Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()) + b"\r\n"
+SMALL = ("--source", "test", "--width", "320", "--height", "240", *FAST_WARMUP)
+MAX_CLIENTS = 20
+DEADLINE = 10.0  # the whole head and body of a request must be in within this (README)
+HEAD_LIMIT = 16 * 1024
+BODY_LIMIT = 64 * 1024
+STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def enough_fds_for_the_attackers() -> None:
+    """The attacks open several hundred sockets from this process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+# --- the daemon from outside: /proc -----------------------------------------------------------
+
+
+def fd_limit(limit: int) -> tuple[str, ...]:
+    """A wrapper command: soft and hard limit on open files, so camd cannot lift its own past ``limit``."""
+    return (require_tool("prlimit"), f"--nofile={limit}:{limit}", "--")
+
+
+def status_field(pid: int, name: str) -> int:
+    """A number from /proc/PID/status (``Threads``, ``VmRSS`` in kB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return int(value.split()[0])
+    raise AssertionError(f"no {name} in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def pid_of(daemon: Daemon) -> int:
+    assert daemon.proc is not None
+    return daemon.proc.pid
+
+
+def tcp_state(server_port: int, client_port: int) -> str | None:
+    """The server side's TCP state of one loopback connection ('01' established), or None once it is gone."""
+    wanted = (f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}")
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted:
+            return fields[3]
+    return None
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+
+def timed_get(url: str, *, timeout: float = 4, **kwargs: object) -> tuple[float, int]:
+    """Seconds until ``url`` answered and its status; (inf, 0) when it did not within ``timeout``."""
+    started = time.monotonic()
+    try:
+        response = requests.get(url, timeout=(timeout, timeout), **kwargs)  # type: ignore[arg-type]
+    except requests.RequestException:
+        return math.inf, 0
+    return time.monotonic() - started, response.status_code
+
+
+def open_many(port: int, count: int, prefix: bytes = b"", timeout: float = 10) -> list[socket.socket]:
+    """``count`` plain connections (those the daemon never accepts wait in its backlog), each sent ``prefix``."""
+    socks: list[socket.socket] = []
+    with selectors.DefaultSelector() as selector:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            socks.append(sock)
+            selector.register(sock, selectors.EVENT_WRITE)
+        deadline = time.monotonic() + timeout
+        pending = len(socks)
+        while pending and time.monotonic() < deadline:
+            for key, _ in selector.select(0.2):
+                sock = key.fileobj  # type: ignore[assignment]
+                selector.unregister(sock)
+                pending -= 1
+                if prefix:
+                    try:
+                        sock.send(prefix)
+                    except OSError:
+                        pass
+    return socks
+
+
+def tls_connection(port: int, context: ssl.SSLContext, prefix: bytes = b"") -> ssl.SSLSocket:
+    """A TLS connection whose handshake is done, then sent ``prefix``."""
+    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="127.0.0.1")
+    if prefix:
+        sock.sendall(prefix)
+    return sock
+
+
+def close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+@dataclass(eq=False)
+class Attacker:
+    sock: socket.socket
+    opened: float
+    received: bytes = b""
+    ended: float = math.inf  # seconds after opening when the daemon refused (4xx) or closed it
+
+    @property
+    def statuses(self) -> list[int]:
+        return [int(code) for code in STATUS.findall(self.received)]
+
+
+class Trickle:
+    """Attacker connections fed one byte each every ``every`` seconds, from one thread that also notes
+    what the daemon answers them and when it closes them."""
+
+    def __init__(self, socks: list[socket.socket], byte: bytes = b"a", every: float = 2.0) -> None:
+        now = time.monotonic()
+        self.attackers = [Attacker(sock, now) for sock in socks]
+        self.byte = byte
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Trickle:
+        for attacker in self.attackers:
+            attacker.sock.setblocking(False)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        close_all([attacker.sock for attacker in self.attackers])
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for attacker in self.attackers:
+                selector.register(attacker.sock, selectors.EVENT_READ, attacker)
+            next_send = time.monotonic() + self.every
+            while not self._stop.is_set() and selector.get_map():
+                ready = [key.data for key, _ in selector.select(0.2)]
+                ready += [
+                    key.data for key in selector.get_map().values()
+                    if isinstance(key.fileobj, ssl.SSLSocket) and key.fileobj.pending()
+                ]  # fmt: skip
+                for attacker in ready:
+                    if self._read(attacker):
+                        selector.unregister(attacker.sock)
+                if time.monotonic() >= next_send:
+                    next_send += self.every
+                    for key in list(selector.get_map().values()):
+                        try:
+                            key.fileobj.send(self.byte)  # type: ignore[union-attr]
+                        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                            pass
+                        except OSError:
+                            self._end(key.data)
+                            selector.unregister(key.fileobj)
+
+    def _read(self, attacker: Attacker) -> bool:
+        """Take what the daemon sent; True once the connection is over for the attacker."""
+        try:
+            data = attacker.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self._end(attacker)
+            return True
+        attacker.received = (attacker.received + data)[:4096]
+        if any(400 <= code < 500 for code in attacker.statuses):
+            self._end(attacker)
+        return False
+
+    @staticmethod
+    def _end(attacker: Attacker) -> None:
+        if attacker.ended == math.inf:
+            attacker.ended = time.monotonic() - attacker.opened
+
+    def summary(self) -> str:
+        ends = sorted(attacker.ended for attacker in self.attackers)
+        codes = sorted({code for attacker in self.attackers for code in attacker.statuses})
+        still_open = sum(1 for end in ends if end == math.inf)
+        finished = [end for end in ends if end != math.inf]
+        span = f"{finished[0]:.1f}-{finished[-1]:.1f}s" if finished else "never"
+        return f"{len(ends) - still_open}/{len(ends)} ended ({span}), statuses seen {codes}"
+
+
+def poll(url: str, seconds: float, every: float = 1.0, **kwargs: object) -> list[float]:
+    """Time ``url`` every ``every`` seconds for ``seconds``; seconds per answer, inf for none or not 200."""
+    times: list[float] = []
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        asked = time.monotonic()
+        took, status = timed_get(url, **kwargs)
+        times.append(took if status == 200 else math.inf)
+        time.sleep(max(0.0, every - (time.monotonic() - asked)))
+    return times
+
+
+def shown(times: list[float]) -> str:
+    return "[" + ", ".join("none" if t == math.inf else f"{t:.2f}" for t in times) + "]"
+
+
+# --- 1. slow heads ----------------------------------------------------------------------------
+
+
+def aligned_head() -> bytes:
+    """Exactly 16,385 bytes of an unfinished head: whole lines up to 16,384 bytes, then one byte of the next.
+
+    Every line is shorter than 256 bytes, so a reader that takes a head line by line in 256-byte steps
+    and checks the total after each has read exactly the limit and waits for the rest of a line.
+    """
+    head = b"GET /healthz HTTP/1.1\r\nHost: camd\r\n"
+    number = 0
+    while (room := HEAD_LIMIT - len(head)) > 0:
+        name = b"X-Pad-%04d: " % number
+        full = len(name) + 200 + 2
+        if room <= full:
+            size = room - len(name) - 2  # the last line takes what is left
+        elif room - full < len(name) + 3:
+            size = room // 2 - len(name) - 2  # leave the last line room for a name and a value
+        else:
+            size = 200
+        head += name + b"a" * size + b"\r\n"
+        number += 1
+    head += b"X"
+    assert len(head) == HEAD_LIMIT + 1 and head.count(b"\r\n\r\n") == 0
+    return head
+
+
+SLOW_HEADS = {
+    # A whole request, then the start of the next one on the same connection.
+    "pipelined": b"GET /healthz HTTP/1.1\r\nHost: camd\r\n\r\nGET /healthz HTTP/1.1\r\nHost: camd\r\nX-Slow: ",
+    "16385 bytes": aligned_head(),
+}
+
+
+@pytest.mark.parametrize("shape", list(SLOW_HEADS))
+def test_slow_heads_hold_nothing_and_end_within_the_deadline(daemon_factory: Callable[..., Daemon], shape: str) -> None:
+    daemon = daemon_factory(*SMALL, "--max-clients", str(MAX_CLIENTS))
+    assert daemon.get("/snapshot.jpg").status_code == 200  # the login is checked (and remembered) before
+    count = MAX_CLIENTS + 20
+    socks = open_many(daemon.port, count, SLOW_HEADS[shape])
+    with Trickle(socks, every=2.0) as attack:
+        health = poll(daemon.url("/healthz"), 12, timeout=3)
+        snapshot = timed_get(daemon.url("/snapshot.jpg"), timeout=3, auth=daemon.auth)
+        if max(health) < 2:  # else the figures are in already, and waiting longer shows nothing new
+            wait_until(lambda: all(a.ended < math.inf for a in attack.attackers), DEADLINE + 4, what="the attackers")
+        ended = attack.summary()
+        ends = [a.ended for a in attack.attackers]
+        refused = [a for a in attack.attackers if a.statuses and a.statuses[-1] >= 400]
+    print(
+        f"\n{count} slow heads ({shape}), 1 byte / 2 s: /healthz took {shown(health)} s, "
+        f"/snapshot.jpg {shown([snapshot[0]])} s; attackers: {ended}"
+    )
+    assert max(health) < 2.0, "/healthz was slow or silent while slow heads were on"
+    assert snapshot[0] < 2.0 and snapshot[1] == 200
+    assert max(ends) < DEADLINE + 3, "an unfinished request outlived the deadline"
+    for attacker in refused:
+        assert attacker.statuses[-1] in (400, 408, 431), attacker.received[:200]
+
+
+def test_a_trickled_request_inside_tls_ends_within_the_deadline(
+    daemon_factory: Callable[..., Daemon],
+    certificate: tuple[Path, Path],  # noqa: F811
+) -> None:
+    cert, key = certificate
+    daemon = tls_daemon(daemon_factory, cert, key, "--max-clients", str(MAX_CLIENTS))
+    context = ssl.create_default_context(cafile=str(cert))
+    base = f"https://127.0.0.1:{daemon.port}"
+    assert requests.get(base + "/snapshot.jpg", auth=daemon.auth, verify=str(cert), timeout=10).status_code == 200
+    count = MAX_CLIENTS + 20
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(tls_connection(daemon.port, context, b"GET /healthz HTTP/1.1\r\nHost: camd\r\nX-Slow: "))
+    except BaseException:
+        close_all(socks)
+        raise
+    with Trickle(socks, every=2.0) as attack:
+        health = poll(base + "/healthz", 12, timeout=3, verify=str(cert))
+        snapshot = timed_get(base + "/snapshot.jpg", timeout=3, auth=daemon.auth, verify=str(cert))
+        if max(health) < 2:
+            wait_until(lambda: all(a.ended < math.inf for a in attack.attackers), DEADLINE + 4, what="the attackers")
+        ended = attack.summary()
+        ends = [a.ended for a in attack.attackers]
+    print(
+        f"\n{count} trickled requests inside TLS: /healthz took {shown(health)} s, "
+        f"/snapshot.jpg {shown([snapshot[0]])} s; attackers: {ended}"
+    )
+    assert max(health) < 2.0, "/healthz was slow or silent while trickled TLS requests were on"
+    assert snapshot[0] < 2.0 and snapshot[1] == 200
+    assert max(ends) < DEADLINE + 3, "a trickled request inside TLS outlived the deadline"
+
+
+def tls_daemon(daemon_factory: Callable[..., Daemon], cert: Path, key: Path, *args: str, **options: object) -> Daemon:
+    daemon = daemon_factory(
+        *SMALL, "--tls-cert", str(cert), "--tls-key", str(key), *args, wait_healthy=False, **options
+    )  # fmt: skip
+    url = f"https://127.0.0.1:{daemon.port}/healthz"
+    wait_until(lambda: timed_get(url, verify=str(cert))[1] == 200, 30, what="/healthz over https")
+    return daemon
+
+
+# --- 2. out of file descriptors --------------------------------------------------------------
+
+
+def test_out_of_fds_the_daemon_waits_quietly_and_recovers(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory(*SMALL, wrapper=fd_limit(256))
+    pid = pid_of(daemon)
+    lines_before = len(daemon.lines)
+    socks = open_many(daemon.port, 400, b"GET /healthz HTTP/1.1\r\nHost: camd\r\n")
+    try:
+        time.sleep(0.5)  # accept has met the limit by now
+        cpu_before, measured = cpu_seconds(pid), time.monotonic()
+        time.sleep(5)
+        cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - measured)
+        fds = open_fds(pid)
+    finally:
+        close_all(socks)
+    closed = time.monotonic()
+    status = 0
+    while time.monotonic() - closed < 12 and status != 200:
+        status = timed_get(daemon.url("/healthz"), timeout=3)[1]
+    recovered = time.monotonic() - closed if status == 200 else math.inf
+    new_lines = daemon.lines[lines_before:]
+    logged = sum(len(line) for line in new_lines)
+    print(
+        f"\n400 half heads under a 256-fd limit: camd used {cpu:.0%} of a core over 5 s with {fds} fds open, "
+        f"logged {len(new_lines)} lines ({logged} bytes, {sum('Traceback' in line for line in new_lines)} tracebacks); "
+        f"/healthz answered {recovered:.1f}s after the attackers closed"
+    )
+    assert cpu < 0.30, "the daemon spins while it has no file descriptor left"
+    assert len(new_lines) <= 4, "more than a line or two per out-of-fds episode:\n" + "".join(new_lines[:10])
+    assert "Traceback" not in "".join(new_lines)
+    assert recovered < 12, "the daemon did not answer again once the attackers were gone"
+
+
+# --- 3. request framing ------------------------------------------------------------------------
+
+
+def conversation(daemon: Daemon, data: bytes, quiet: float = 2.0, total: float = 12.0) -> tuple[bytes, bool]:
+    """Send ``data`` on a fresh connection; everything the daemon answers, and whether it closed the
+    connection (rather than falling silent for ``quiet`` seconds)."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=quiet) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass  # refused before the end: what it answered is still to be read
+        until = time.monotonic() + total
+        while time.monotonic() < until:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return received, False
+            except OSError:
+                return received, True
+            if not chunk:
+                return received, True
+            received += chunk
+    return received, False
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: camd\r\n\r\n"
+CHUNKED_POST = b"POST /healthz HTTP/1.1\r\nHost: camd\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [SMUGGLED, chunk(SMUGGLED) + b"0\r\n\r\n"],
+    ids=["request as the chunked body", "request inside a chunk"],
+)
+def test_a_request_in_a_chunked_body_is_never_answered(daemon: Daemon, body: bytes) -> None:
+    received, closed = conversation(daemon, CHUNKED_POST + body)
+    statuses = [int(code) for code in STATUS.findall(received)]
+    print(f"\nPOST with a chunked body holding a request: statuses {statuses}, closed {closed}")
+    assert len(statuses) == 1, f"the body was read as a request: {received[:400]!r}"
+
+
+BAD_FRAMING = {
+    "Content-Length and Transfer-Encoding": (
+        b"POST /healthz HTTP/1.1\r\nHost: camd\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + chunk(b"hello") + b"0\r\n\r\n"
+    ),
+    "two equal Content-Lengths": (
+        b"POST /healthz HTTP/1.1\r\nHost: camd\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"
+    ),
+    "two different Content-Lengths": (
+        b"POST /healthz HTTP/1.1\r\nHost: camd\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"
+    ),
+    "a folded header line": b"GET /healthz HTTP/1.1\r\nHost: camd\r\nX-Folded: one\r\n two\r\n\r\n",
+    "HTTP/1.1 without Host": b"GET /healthz HTTP/1.1\r\n\r\n",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BAD_FRAMING))
+def test_ambiguous_framing_gets_400_and_close(daemon: Daemon, name: str) -> None:
+    received, closed = conversation(daemon, BAD_FRAMING[name])
+    statuses = [int(code) for code in STATUS.findall(received)]
+    print(f"\n{name}: statuses {statuses}, closed {closed}")
+    assert statuses == [400]
+    assert closed, "the connection stayed open after a request it could not frame"
+
+
+def test_a_chunked_body_over_64_kib_gets_413_and_close(daemon: Daemon) -> None:
+    body = b"".join(chunk(b"x" * 4096) for _ in range(BODY_LIMIT // 4096 + 1))  # no last chunk: it is over anyway
+    received, closed = conversation(daemon, CHUNKED_POST.replace(b"/healthz", b"/api/stills") + body)
+    statuses = [int(code) for code in STATUS.findall(received)]
+    print(f"\nchunked body of {BODY_LIMIT + 4096} bytes: statuses {statuses}, closed {closed}")
+    assert statuses == [413]
+    assert closed
+
+
+# --- 4. threads --------------------------------------------------------------------------------
+
+
+def settled_threads(pid: int) -> int:
+    """The thread count once it has stayed the same for a second (threads start lazily)."""
+    counts = [status_field(pid, "Threads")]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        counts.append(status_field(pid, "Threads"))
+        if len(counts) >= 3 and counts[-1] == counts[-2] == counts[-3]:
+            break
+    return counts[-1]
+
+
+class Viewers:
+    """``count`` raw stream viewers, logged in, each read (and thrown away) by one thread for all of them."""
+
+    def __init__(self, port: int, count: int, path: bytes = b"/stream.mjpg?fps=2") -> None:
+        request = b"GET " + path + b" HTTP/1.1\r\nHost: camd\r\n" + AUTH + b"\r\n"
+        self.socks = open_many(port, count, request)
+        self.heads: dict[socket.socket, bytes] = {sock: b"" for sock in self.socks}
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for sock in self.socks:
+                selector.register(sock, selectors.EVENT_READ)
+            while not self._stop.is_set() and selector.get_map():
+                for key, _ in selector.select(0.2):
+                    sock = key.fileobj
+                    try:
+                        data = sock.recv(65536)  # type: ignore[union-attr]
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        selector.unregister(sock)
+                        continue
+                    self.received += len(data)
+                    if len(self.heads[sock]) < 64:  # type: ignore[index]
+                        self.heads[sock] += data  # type: ignore[index]
+
+    def streaming(self) -> int:
+        return sum(1 for head in self.heads.values() if head.startswith(b"HTTP/1.1 200"))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        close_all(self.socks)
+
+
+def test_threads_grow_neither_with_max_clients_nor_with_viewers(daemon_factory: Callable[..., Daemon]) -> None:
+    small = daemon_factory(*SMALL, "--max-clients", "20")
+    small_threads = settled_threads(pid_of(small))
+    small.stop()
+    large = daemon_factory(*SMALL, "--max-clients", "300")
+    assert large.get("/snapshot.jpg").status_code == 200  # the login is checked (and remembered) before
+    idle_threads = settled_threads(pid_of(large))
+    viewers = Viewers(large.port, 100)
+    try:
+        wait_until(lambda: viewers.streaming() == 100, 30, what="100 viewers streaming")
+        count = large.get("/api/status").json()["viewers"]
+        viewing_threads = settled_threads(pid_of(large))
+    finally:
+        viewers.close()
+    print(
+        f"\nthreads: {small_threads} at max_clients 20, {idle_threads} at max_clients 300, "
+        f"{viewing_threads} with {count} viewers"
+    )
+    assert count == 100
+    assert abs(idle_threads - small_threads) <= 2, "the thread count grows with max_clients"
+    assert viewing_threads - idle_threads <= 4, "the thread count grows with viewers"
