@@ -541,3 +541,110 @@ def test_threads_grow_neither_with_max_clients_nor_with_viewers(daemon_factory: 
     assert count == 100
     assert abs(idle_threads - small_threads) <= 2, "the thread count grows with max_clients"
     assert viewing_threads - idle_threads <= 4, "the thread count grows with viewers"
+
+
+# --- 5. a slow reader of a large zip ----------------------------------------------------------
+
+ZIP_DAY = "2025-01-02"
+ZIP_STILLS = 120  # 36 MB: a front that buffered the whole zip would show in the daemon's RSS
+STILL_BYTES = 300_000
+WRITE_TIMEOUT = 20.0  # a response that makes no progress for this long is given up (README)
+
+
+def plant_day(root: Path) -> int:
+    """A day of large stills (a real JPEG, padded after its end marker) in camd's layout; their total size."""
+    import cv2
+
+    from tests.conftest import moving_picture
+
+    jpeg = cv2.imencode(".jpg", moving_picture(3, 320, 240))[1].tobytes()
+    still = jpeg + b"\0" * (STILL_BYTES - len(jpeg))
+    folder = root / ZIP_DAY
+    folder.mkdir(parents=True)
+    for number in range(ZIP_STILLS):
+        (folder / f"20250102-{number // 60:02d}{number % 60:02d}00.jpg").write_bytes(still)
+    return ZIP_STILLS * STILL_BYTES
+
+
+class SlowReader:
+    """Asks for ``path`` with a small receive buffer and reads 1 KB a second until told to stop reading."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(10)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: camd\r\n".encode() + AUTH + b"\r\n")
+        self.received = b""
+        self.reading = threading.Event()
+        self.reading.set()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while self.reading.is_set():
+            try:
+                data = self.sock.recv(1024)
+            except OSError:
+                return
+            if not data:
+                return
+            self.received += data
+            time.sleep(1)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def stop_reading(self) -> None:
+        self.reading.clear()
+        self._thread.join(5)
+
+    def close(self) -> None:
+        self.reading.clear()
+        self.sock.close()
+        self._thread.join(5)
+
+
+def test_a_slow_reader_of_a_large_zip_costs_no_memory_and_is_dropped_when_it_stalls(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    size = plant_day(state / "stills")
+    daemon = Daemon(state, (*SMALL, "--stills-interval", "1h", "--stills-max-age", "0", "--stills-min-free-mb", "0"))
+    try:
+        daemon.start()
+        pid = pid_of(daemon)
+        assert daemon.get("/snapshot.jpg").status_code == 200  # the login is checked (and remembered) before
+        rss_before, threads_before = status_field(pid, "VmRSS"), status_field(pid, "Threads")
+        reader = SlowReader(daemon.port, f"/stills/{ZIP_DAY}.zip")
+        try:
+            wait_until(lambda: reader.received, 10, what="the zip to start")
+            times: list[float] = []
+            rss_peak = rss_before
+            for number in range(20):
+                took, status = timed_get(daemon.url("/snapshot.jpg" if number % 2 else "/api/status"), auth=daemon.auth)
+                times.append(took if status == 200 else math.inf)
+                rss_peak = max(rss_peak, status_field(pid, "VmRSS"))
+                time.sleep(0.75)  # 15 s in all: longer than any per-send timeout a reader must not trip
+            threads_during = status_field(pid, "Threads")
+            read = len(reader.received)
+            server_side = (daemon.port, reader.port)
+            served = tcp_state(*server_side) == "01"
+            reader.stop_reading()
+            stalled = time.monotonic()
+            while time.monotonic() - stalled < WRITE_TIMEOUT + 15 and tcp_state(*server_side) == "01":
+                time.sleep(0.5)
+            dropped = time.monotonic() - stalled if tcp_state(*server_side) != "01" else math.inf
+        finally:
+            reader.close()
+    finally:
+        daemon.stop()
+    print(
+        f"\nslow reader of a {size / 1e6:.0f} MB zip ({read} bytes read at 1 KB/s): 20 other requests took "
+        f"{shown(times)} s; RSS {rss_before / 1024:.0f} -> peak {rss_peak / 1024:.0f} MB; threads "
+        f"{threads_before} -> {threads_during}; still served after 15 s: {served}; once it stopped reading, "
+        f"dropped after {dropped:.1f}s"
+    )
+    assert served, "a reader that reads (slowly) was dropped"
+    assert max(times) < 1.5, "other requests waited behind a slow reader"
+    assert rss_peak - rss_before < 30 * 1024, "the zip is buffered for a slow reader"
+    assert dropped < WRITE_TIMEOUT + 10, "a reader that stopped reading keeps its connection"
