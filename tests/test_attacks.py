@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, PASSWORD, USER, Daemon, require_tool, wait_until
+from tests.conftest import FAST_WARMUP, PASSWORD, USER, Daemon, StreamWatcher, require_tool, wait_until
 from tests.test_tls import certificate  # noqa: F401  (fixture)
 
 AUTH = b"Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()) + b"\r\n"
@@ -156,8 +156,8 @@ class Attacker:
 
 
 class Trickle:
-    """Attacker connections fed one byte each every ``every`` seconds, from one thread that also notes
-    what the daemon answers them and when it closes them."""
+    """Attacker connections fed one byte each every ``every`` seconds (none if ``byte`` is empty), from one
+    thread that also notes what the daemon answers them and when it closes them."""
 
     def __init__(self, socks: list[socket.socket], byte: bytes = b"a", every: float = 2.0) -> None:
         now = time.monotonic()
@@ -192,7 +192,7 @@ class Trickle:
                 for attacker in ready:
                     if self._read(attacker):
                         selector.unregister(attacker.sock)
-                if time.monotonic() >= next_send:
+                if self.byte and time.monotonic() >= next_send:
                     next_send += self.every
                     for key in list(selector.get_map().values()):
                         try:
@@ -276,6 +276,7 @@ def aligned_head() -> bytes:
     return head
 
 
+SLOW_TLS_HEAD = b"GET /healthz HTTP/1.1\r\nHost: camd\r\nX-Slow: "
 SLOW_HEADS = {
     # A whole request, then the start of the next one on the same connection.
     "pipelined": b"GET /healthz HTTP/1.1\r\nHost: camd\r\n\r\nGET /healthz HTTP/1.1\r\nHost: camd\r\nX-Slow: ",
@@ -321,7 +322,7 @@ def test_a_trickled_request_inside_tls_ends_within_the_deadline(
     socks: list[socket.socket] = []
     try:
         for _ in range(count):
-            socks.append(tls_connection(daemon.port, context, b"GET /healthz HTTP/1.1\r\nHost: camd\r\nX-Slow: "))
+            socks.append(tls_connection(daemon.port, context, SLOW_TLS_HEAD))
     except BaseException:
         close_all(socks)
         raise
@@ -648,3 +649,56 @@ def test_a_slow_reader_of_a_large_zip_costs_no_memory_and_is_dropped_when_it_sta
     assert max(times) < 1.5, "other requests waited behind a slow reader"
     assert rss_peak - rss_before < 30 * 1024, "the zip is buffered for a slow reader"
     assert dropped < WRITE_TIMEOUT + 10, "a reader that stopped reading keeps its connection"
+
+
+# --- 7. everything at once, while someone watches -------------------------------------------------
+
+MIXED_FD_LIMIT = 512
+MIXED_SPARE_FDS = 48  # left for the viewer, the /healthz polls and the daemon's own files
+
+
+def test_a_viewer_keeps_its_frame_rate_through_a_mixed_attack(
+    daemon_factory: Callable[..., Daemon],
+    certificate: tuple[Path, Path],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cert, key = certificate
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # the viewer trusts the test certificate
+    daemon = tls_daemon(daemon_factory, cert, key, wrapper=fd_limit(MIXED_FD_LIMIT))
+    pid = pid_of(daemon)
+    base = f"https://127.0.0.1:{daemon.port}"
+    context = ssl.create_default_context(cafile=str(cert))
+    viewer = StreamWatcher(base + "/stream.mjpg", daemon.auth)
+    attackers: list[socket.socket] = []
+    try:
+        viewer.wait_for(lambda part: True, 10, "a first frame")
+        # As many idle connections as fit beside the TLS attackers, up to 400: pressure, not exhaustion,
+        # so that /healthz can still be accepted at all.
+        idle = min(400, MIXED_FD_LIMIT - open_fds(pid) - 200 - MIXED_SPARE_FDS)
+        attackers += open_many(daemon.port, idle)
+        silent = [tls_connection(daemon.port, context) for _ in range(100)]
+        attackers += silent
+        slow = [tls_connection(daemon.port, context, SLOW_TLS_HEAD) for _ in range(100)]
+        attackers += slow
+        with Trickle(slow, every=2.0) as attack, Trickle(silent, byte=b"") as quiet:
+            fds = open_fds(pid)
+            first, started = len(viewer.parts), time.monotonic()
+            health = poll(base + "/healthz", 10, every=0.5, timeout=2, verify=str(cert))
+            window = time.monotonic() - started
+            parts = viewer.parts[first:]
+            ended, silent_ended = attack.summary(), quiet.summary()
+    finally:
+        viewer.close()
+        close_all(attackers)
+    stamps = [float(part.headers["x-timestamp"]) for part in parts]
+    rate = len(parts) / window
+    stamp_rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+    print(
+        f"\nmixed attack over TLS ({idle} idle connections, 100 silent TLS clients, 100 trickled TLS heads; "
+        f"{fds} of {MIXED_FD_LIMIT} fds in use): the viewer got {len(parts)} frames in {window:.1f}s = "
+        f"{rate:.1f} fps ({stamp_rate:.1f} fps by X-Timestamp); /healthz took {shown(health)} s; "
+        f"slow heads: {ended}; silent: {silent_ended}"
+    )
+    assert rate >= 28, "the viewer's frame rate dropped under attack"
+    assert max(health) < 1.0, "/healthz was slow or silent under attack"
+    assert "Traceback" not in daemon.log
