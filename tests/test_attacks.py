@@ -17,9 +17,10 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -92,11 +93,11 @@ def tcp_state(server_port: int, client_port: int) -> str | None:
 # --- clients ----------------------------------------------------------------------------------
 
 
-def timed_get(url: str, *, timeout: float = 4, **kwargs: object) -> tuple[float, int]:
+def timed_get(url: str, *, timeout: float = 4, **kwargs: Any) -> tuple[float, int]:
     """Seconds until ``url`` answered and its status; (inf, 0) when it did not within ``timeout``."""
     started = time.monotonic()
     try:
-        response = requests.get(url, timeout=(timeout, timeout), **kwargs)  # type: ignore[arg-type]
+        response = requests.get(url, timeout=(timeout, timeout), **kwargs)
     except requests.RequestException:
         return math.inf, 0
     return time.monotonic() - started, response.status_code
@@ -159,7 +160,7 @@ class Trickle:
     """Attacker connections fed one byte each every ``every`` seconds (none if ``byte`` is empty), from one
     thread that also notes what the daemon answers them and when it closes them."""
 
-    def __init__(self, socks: list[socket.socket], byte: bytes = b"a", every: float = 2.0) -> None:
+    def __init__(self, socks: Sequence[socket.socket], byte: bytes = b"a", every: float = 2.0) -> None:
         now = time.monotonic()
         self.attackers = [Attacker(sock, now) for sock in socks]
         self.byte = byte
@@ -233,7 +234,7 @@ class Trickle:
         return f"{len(ends) - still_open}/{len(ends)} ended ({span}), statuses seen {codes}"
 
 
-def poll(url: str, seconds: float, every: float = 1.0, **kwargs: object) -> list[float]:
+def poll(url: str, seconds: float, every: float = 1.0, **kwargs: Any) -> list[float]:
     """Time ``url`` every ``every`` seconds for ``seconds``; seconds per answer, inf for none or not 200."""
     times: list[float] = []
     until = time.monotonic() + seconds
@@ -495,12 +496,12 @@ class Viewers:
     def _run(self) -> None:
         with selectors.DefaultSelector() as selector:
             for sock in self.socks:
-                selector.register(sock, selectors.EVENT_READ)
+                selector.register(sock, selectors.EVENT_READ, sock)
             while not self._stop.is_set() and selector.get_map():
                 for key, _ in selector.select(0.2):
-                    sock = key.fileobj
+                    sock = key.data
                     try:
-                        data = sock.recv(65536)  # type: ignore[union-attr]
+                        data = sock.recv(65536)
                     except BlockingIOError:
                         continue
                     except OSError:
@@ -509,8 +510,8 @@ class Viewers:
                         selector.unregister(sock)
                         continue
                     self.received += len(data)
-                    if len(self.heads[sock]) < 64:  # type: ignore[index]
-                        self.heads[sock] += data  # type: ignore[index]
+                    if len(self.heads[sock]) < 64:
+                        self.heads[sock] += data
 
     def streaming(self) -> int:
         return sum(1 for head in self.heads.values() if head.startswith(b"HTTP/1.1 200"))
