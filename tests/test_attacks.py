@@ -119,10 +119,12 @@ def open_many(port: int, count: int, prefix: bytes = b"", timeout: float = 10) -
                 selector.unregister(sock)
                 pending -= 1
                 if prefix:
+                    sock.settimeout(5)  # all of it, even where a non-blocking send would take part
                     try:
-                        sock.send(prefix)
+                        sock.sendall(prefix)
                     except OSError:
                         pass
+                    sock.setblocking(False)
     return socks
 
 
