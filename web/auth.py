@@ -89,7 +89,8 @@ def _require_login() -> Response | None:
         failure = guard.finish(address, ok)
     if ok:
         return None
-    if blocked_for := _record_failure(name, address, failure):
+    # Without a password, what came as the user name may be a password sent on its own: not logged.
+    if blocked_for := _record_failure(name if password else "", address, failure):
         return throttle.too_many(blocked_for)
     return _challenge()
 

@@ -60,10 +60,9 @@ def url_of(still: Still) -> str:
 
 
 def with_urls(values: dict[str, Any]) -> dict[str, Any]:
-    """A still's plain values (``camd.stills.describe``) with its URLs, in the order clients have always seen."""
-    rest = dict(values)
-    url = url_for("stills.still", day=rest.pop("day"), name=values["name"])
-    return {"name": rest.pop("name"), "day": values["day"], "url": url, "thumb": url + "?thumb=1", **rest}
+    """A still's plain values (``camd.stills.describe``) with its URLs."""
+    url = url_for("stills.still", day=values["day"], name=values["name"])
+    return {**values, "url": url, "thumb": url + "?thumb=1"}
 
 
 def describe(still: Still) -> dict[str, Any]:
