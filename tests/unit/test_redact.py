@@ -59,6 +59,24 @@ def test_no_part_of_the_secret_is_left(url: str, secrets: list[str]) -> None:
         assert secret not in shown, shown
 
 
-def test_the_settings_line_hides_the_password(tmp_path: object) -> None:
+def test_the_settings_line_hides_the_password() -> None:
     settings = load({"source": "rtsp://admin:p@ss@cam/s?token=abc"}, environ={})
     assert settings.public_view()["source"] == "rtsp://***@cam/s?token=***"
+
+
+def test_a_network_source_describes_itself_without_secrets() -> None:
+    from camd.sources import make_source
+
+    settings = load({"source": "rtsp://admin:p@ss@cam/s?pwd=x"}, environ={})
+    # The description is what the log, /api/status, camd_info and camd probe show.
+    assert make_source(settings).description == "rtsp://***@cam/s?pwd=***"
+
+
+@pytest.mark.parametrize("source", ["foo://admin:secret@cam/s", "weird://admin:secret@cam"])
+def test_a_bad_source_is_refused_without_its_secret(source: str) -> None:
+    from camd.settings import SettingsError
+    from camd.sources import make_source
+
+    with pytest.raises(SettingsError) as refused:
+        make_source(load({"source": source}, environ={}))
+    assert "secret" not in str(refused.value) and "***" in str(refused.value)
