@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./scripts/venv.sh
-ensure_apt ffmpeg chromium systemd shellcheck openssl nginx libnginx-mod-rtmp
+ensure_apt ffmpeg chromium systemd shellcheck openssl nginx libnginx-mod-rtmp fail2ban
 ensure_venv requirements.txt requirements-dev.txt
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

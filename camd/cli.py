@@ -151,6 +151,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from camd.capture import Capture
     from camd.hub import LIVE, Hub
+    from camd.redact import redact_url
     from camd.sources import make_source
 
     settings = settings_from(args)
@@ -168,9 +169,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     finally:
         capture.stop()
     if frame is None:
-        sys.stderr.write(
-            f"camd: {settings.source}: no valid frame within {limit:.0f}s ({camera.error or camera.state})\n"
-        )
+        why = camera.error or camera.state
+        sys.stderr.write(f"camd: {redact_url(settings.source)}: no valid frame within {limit:.0f}s ({why})\n")
         return 1
     args.output.write_bytes(frame.jpeg())
     lines = [

@@ -20,7 +20,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from camd.settings import Settings, SettingsError, redact_url
+from camd.redact import redact_url
+from camd.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +338,8 @@ def make_source(settings: Settings) -> Source:
     path = spec[len("file:") :] if spec.startswith("file:") else spec
     if spec.startswith("file:") or os.path.sep in spec or Path(spec).suffix:
         if not Path(path).is_file():
-            raise SettingsError(f"source={spec!r}: no such file")
+            raise SettingsError(f"source={redact_url(spec)!r}: no such file")
         return FFmpegSource(path, recording=True, passthrough=settings.passthrough, fps=settings.fps)
     raise SettingsError(
-        f"source={spec!r} is not valid: expected auto, test, /dev/videoN, N, file:PATH, rtsp://... or http://..."
+        f"source={redact_url(spec)!r} is not valid: expected auto, test, /dev/videoN, N, file:PATH, rtsp://... or http://..."
     )

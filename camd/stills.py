@@ -57,17 +57,11 @@ class StillError(Exception):
     """Saving failed (disk trouble); the message says why."""
 
 
-def url_of(still: Still) -> str:
-    return f"/stills/{still.day}/{still.name}"
-
-
 def describe(still: Still) -> dict[str, Any]:
-    """A still as the API and the status show it."""
+    """A still as plain values for the status (the web app adds its URLs: the pipeline knows no HTTP)."""
     return {
         "name": still.name,
         "day": still.day,
-        "url": url_of(still),
-        "thumb": url_of(still) + "?thumb=1",
         "time": still.time,
         "iso": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(still.time)),
         "size": still.size,

@@ -38,6 +38,8 @@ COUNTERS = (
     ("reconnects", "camd_reconnects", "Times the camera was lost after being live"),
     ("warmup_frames", "camd_warmup_frames", "Frames discarded while warming the camera up, all warm-ups together"),
     ("warmup_seconds", "camd_warmup_seconds", "Seconds spent warming the camera up, all warm-ups together"),
+    ("login_failures", "camd_login_failures", "Logins refused for a wrong user name or password"),
+    ("login_lockouts", "camd_login_lockouts", "Times an address was blocked (429) after too many failed logins"),
 )
 
 

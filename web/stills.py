@@ -20,7 +20,8 @@ from typing import IO, Any, NoReturn
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, url_for
 from werkzeug.wsgi import wrap_file
 
-from camd.stills import NoPicture, StillError, StillsWriter, describe, url_of
+from camd.stills import NoPicture, StillError, StillsWriter
+from camd.stills import describe as plain
 from camd.stills_index import DAY_RE, STEM_RE, Still, parse
 from web.context import camd
 from web.thumbs import ThumbnailCache, make_thumbnail
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("stills", __name__)
 
-IMMUTABLE = "public, max-age=31536000, immutable"
+# Private: a still needed a login, so no shared cache (a proxy, a CDN) may keep it.
+IMMUTABLE = "private, max-age=31536000, immutable"
 PAGE_SIZE = 48
 API_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -46,7 +48,32 @@ def thumbs() -> ThumbnailCache:
 
 def init_app(app: Flask) -> None:
     app.extensions["camd"].extra.setdefault("stills_thumbs", ThumbnailCache())
+    app.extensions.setdefault("camd.status_views", {})["stills"] = status_view
     app.register_blueprint(bp)
+
+
+# --- URLs: made here, not by the stills writer -------------------------------------------------
+
+
+def url_of(still: Still) -> str:
+    return url_for("stills.still", day=still.day, name=still.name)
+
+
+def with_urls(values: dict[str, Any]) -> dict[str, Any]:
+    """A still's plain values (``camd.stills.describe``) with its URLs."""
+    url = url_for("stills.still", day=values["day"], name=values["name"])
+    return {**values, "url": url, "thumb": url + "?thumb=1"}
+
+
+def describe(still: Still) -> dict[str, Any]:
+    """A still as the API, the pages and the status show it."""
+    return with_urls(plain(still))
+
+
+def status_view(status: dict[str, Any]) -> dict[str, Any]:
+    """The writer's status, with the URLs of its last still."""
+    last = status.get("last")
+    return {**status, "last": with_urls(last) if last is not None else None}
 
 
 # --- finding a file safely ------------------------------------------------------------------
@@ -79,7 +106,8 @@ def open_still(stills_dir: str | os.PathLike[str], day: str, name: str) -> tuple
 
 
 def etag_of(info: os.stat_result, kind: str = "") -> str:
-    return f"{kind}{info.st_size:x}-{info.st_mtime_ns:x}-{info.st_ino:x}"
+    """Size and modification time: a still's file never changes, and nothing about the disk (inode) shows."""
+    return f"{kind}{info.st_size:x}-{info.st_mtime_ns:x}"
 
 
 def _not_found() -> NoReturn:
