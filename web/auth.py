@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 from flask_httpauth import HTTPBasicAuth
 
 from web import throttle
 from web.context import camd
+from web.errors import error_response
 
 REALM = "camd"
 # Everything else needs a login, including routes added later and unknown URLs.
@@ -26,9 +27,7 @@ def _verify(username: str, password: str) -> str | None:
 
 @basic.error_handler
 def _denied(status: int) -> Response:
-    response = jsonify(error="authentication required" if status == 401 else "forbidden")
-    response.status_code = status
-    return response
+    return error_response(status)
 
 
 def _require_login() -> Response | None:
@@ -77,9 +76,7 @@ def _refuse_cross_site() -> Response | None:
         allowed = True
     if allowed:
         return None
-    response = jsonify(error="cross-site request refused")
-    response.status_code = 403
-    return response
+    return error_response(403, "This request came from another web site, so camd refused it.")
 
 
 def init_app(app: Flask) -> None:
