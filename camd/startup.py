@@ -42,10 +42,10 @@ def camd_command() -> str:
     if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
         return "camd"
     if script.exists():
-        try:
-            return str(script.relative_to(Path.cwd()))
-        except ValueError:
-            return str(script)
+        here = Path.cwd()
+        if here != Path(here.anchor) and script.is_relative_to(here):
+            return str(script.relative_to(here))  # a checkout's .venv/bin/camd, as start.sh's user types it
+        return str(script)
     return f"{shlex.quote(sys.executable)} -m camd"
 
 
