@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.datastructures import Headers
 
 from camd.fanout import Fanout
 from camd.hub import Hub
@@ -19,8 +19,7 @@ from web import create_app, throttle
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"}
 CURL = {"Accept": "*/*"}
-LOGIN = Headers()
-LOGIN.add("Authorization", "Basic " + __import__("base64").b64encode(b"admin:correct horse").decode())
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:correct horse").decode()}
 
 
 @pytest.fixture
@@ -69,33 +68,31 @@ def test_401_for_scripts_is_json(client: FlaskClient) -> None:
 
 
 def test_404_page_and_json(client: FlaskClient) -> None:
-    html = _is_page(client.get("/no/such/page", headers={**BROWSER, "Authorization": LOGIN["Authorization"]}), 404)
+    html = _is_page(client.get("/no/such/page", headers={**BROWSER, "Authorization": AUTH["Authorization"]}), 404)
     assert "Not found" in html and "Start page" in html
-    missing = client.get("/stills/2026-05-01.zip", headers={**CURL, "Authorization": LOGIN["Authorization"]})
+    missing = client.get("/stills/2026-05-01.zip", headers={**CURL, "Authorization": AUTH["Authorization"]})
     assert missing.status_code == 404 and missing.is_json  # curl -f fails; -OJ saves no HTML as a zip
     assert "Content-Disposition" not in missing.headers
     # Even a browser that asks for HTML gets no page where a file was expected.
-    zip_from_browser = client.get(
-        "/stills/2026-05-01.zip", headers={**BROWSER, "Authorization": LOGIN["Authorization"]}
-    )
+    zip_from_browser = client.get("/stills/2026-05-01.zip", headers={**BROWSER, "Authorization": AUTH["Authorization"]})
     assert zip_from_browser.status_code == 404 and zip_from_browser.is_json
 
 
 def test_405_keeps_allow(client: FlaskClient) -> None:
-    response = client.delete("/live", headers={**BROWSER, "Authorization": LOGIN["Authorization"]})
+    response = client.delete("/live", headers={**BROWSER, "Authorization": AUTH["Authorization"]})
     _is_page(response, 405)
     assert "GET" in response.headers["Allow"]
-    api = client.delete("/api/status", headers={"Authorization": LOGIN["Authorization"]})
+    api = client.delete("/api/status", headers={"Authorization": AUTH["Authorization"]})
     assert api.status_code == 405 and api.is_json
 
 
 def test_400_keeps_the_route_s_words(client: FlaskClient) -> None:
-    response = client.get("/api/stills?page=x", headers={"Authorization": LOGIN["Authorization"]})
+    response = client.get("/api/stills?page=x", headers={"Authorization": AUTH["Authorization"]})
     assert response.status_code == 400 and response.json == {"error": "page and per_page must be whole numbers"}
 
 
 def test_403_cross_site_post(client: FlaskClient) -> None:
-    headers = {**BROWSER, "Authorization": LOGIN["Authorization"], "Sec-Fetch-Site": "cross-site"}
+    headers = {**BROWSER, "Authorization": AUTH["Authorization"], "Sec-Fetch-Site": "cross-site"}
     response = client.post("/api/stills", headers=headers)
     assert response.status_code == 403 and response.is_json and "another web site" in response.json["error"]
 
@@ -114,16 +111,16 @@ def test_429_page_says_when_to_try_again(app: Flask, client: FlaskClient) -> Non
 
 def test_500_page_and_json(app: Flask, client: FlaskClient) -> None:
     app.testing = False  # let the handler answer instead of raising into the test
-    html = _is_page(client.get("/boom", headers={**BROWSER, "Authorization": LOGIN["Authorization"]}), 500)
+    html = _is_page(client.get("/boom", headers={**BROWSER, "Authorization": AUTH["Authorization"]}), 500)
     assert "a bug" not in html and "Traceback" not in html
-    scripted = client.get("/boom", headers={**CURL, "Authorization": LOGIN["Authorization"]})
+    scripted = client.get("/boom", headers={**CURL, "Authorization": AUTH["Authorization"]})
     assert scripted.status_code == 500 and scripted.json == {
         "error": "camd hit an error answering this. The log says more."
     }
 
 
 def test_no_still_wording(client: FlaskClient) -> None:
-    response = client.post("/api/stills", headers={"Authorization": LOGIN["Authorization"]})
+    response = client.post("/api/stills", headers={"Authorization": AUTH["Authorization"]})
     assert response.status_code == 503 and response.headers["Retry-After"] == "2"
     assert response.json == {"error": "the camera is starting"}  # the page prefixes "Could not take a still: "
 

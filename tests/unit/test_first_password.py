@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import stat
+import sys
 from pathlib import Path
+
+import pytest
 
 from camd import users
 
@@ -35,3 +39,15 @@ def test_a_file_without_its_owner_beside_it_is_the_first_user_s(tmp_path: Path) 
     assert users.initial_password_user(tmp_path) == users.FIRST_USER
     assert not users.forget_initial_password(tmp_path, "bob")
     assert users.forget_initial_password(tmp_path, "admin")
+
+
+def test_passwd_of_another_user_keeps_admin_s_first_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README adds a prometheus user with camd passwd: that must not lose admin's first password."""
+    from camd import cli
+
+    users.set_password(tmp_path / "users", "admin", "first-pass-1")
+    users.write_initial_password(tmp_path, "admin", "first-pass-1")
+    for user, kept in (("prometheus", True), ("admin", False)):
+        monkeypatch.setattr(sys, "stdin", io.StringIO("a new password\n"))
+        assert cli.cmd_passwd(cli.parse_args(["passwd", "--state-dir", str(tmp_path), user])) == 0
+        assert (tmp_path / users.INITIAL_PASSWORD_FILE).exists() is kept, user
