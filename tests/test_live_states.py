@@ -62,6 +62,7 @@ def test_live_line_follows_the_camera(faulty: tuple[Daemon, Path], browser: Any)
     text = _status(page)[1]
     since = requests.get(daemon.url("/api/status"), auth=daemon.auth, timeout=10).json()["camera"]["since"]
     assert text.startswith("Offline since " + time.strftime("%H:%M", time.localtime(since))), text
+    assert page.locator("#snapshot").get_attribute("aria-disabled") == "true"  # no snapshot of a lost camera
 
     set_mode(control, "ok")
     wait_until(lambda: _status(page)[0] == "live", 20, what="the line to say Live again")
@@ -113,4 +114,5 @@ def test_still_page_on_a_phone_swipes_and_hides_the_keyboard_hint(daemon: Daemon
     page = desktop.new_page()
     page.goto(daemon.url(newest["url"].removesuffix(".jpg")))
     assert page.locator(".keys-hint").is_visible() and not page.locator(".swipe-hint").is_visible()
+    assert _in_view(page, 'a[rel="next"]', DESKTOP)  # the picture leaves room for the buttons
     desktop.close()

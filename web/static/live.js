@@ -38,9 +38,13 @@
     return when.getFullYear() + "-" + two(when.getMonth() + 1) + "-" + two(when.getDate()) + " " + time;
   }
 
+  const snapshotButton = document.getElementById("snapshot");
+
   function setStatus(state, text) {
     statusLine.dataset.state = state;
     statusLine.textContent = text;
+    // A snapshot exists only of a live picture: the button waits for one.
+    snapshotButton.setAttribute("aria-disabled", state === "live" ? "false" : "true");
   }
 
   // What the line says, from the stream connection and the camera's own state.
@@ -48,7 +52,7 @@
     if (!connected) {
       setStatus("reconnecting", "Reconnecting…" + (reconnectReason ? " (" + reconnectReason + ")" : ""));
     } else if (camera && camera.state === "offline") {
-      setStatus("offline", "Offline since " + clock(camera.since, false) + " · camd keeps trying the camera");
+      setStatus("offline", "Offline since " + clock(camera.since, false) + " · retrying");
     } else if (camera && (camera.state === "warming_up" || camera.state === "starting")) {
       setStatus("warming_up", "Warming up…");
     } else if (camera && camera.state === "live" && lastTimestamp) {
