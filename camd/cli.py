@@ -68,7 +68,8 @@ def _add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=text)  # fmt: skip
         else:
-            metavar = meta["metavar"] or name.upper()
+            duration = meta["parse"] is settings_module.parse_duration
+            metavar = meta["metavar"] or ("DURATION" if duration else name.upper())
             group.add_argument(flag, dest=name, metavar=metavar, default=argparse.SUPPRESS,
                                help=text.replace("%", "%%"))  # fmt: skip
 
