@@ -108,7 +108,7 @@ def urls(host: str, port: int, tls: bool) -> Urls:
         names = lan_addresses()
         if mdns := mdns_name():
             names.append(mdns)
-        note = "" if names else "no network address found: is this machine on a network?"
+        note = "" if names else "No network address found: is this machine on a network?"
         return Urls(url("localhost"), [url(name) for name in names], note)
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -116,7 +116,7 @@ def urls(host: str, port: int, tls: bool) -> Urls:
         loopback = host == "localhost"
     if loopback:
         return Urls(
-            url(host), [], f"only this machine can open it (host={host}; --host 0.0.0.0 opens it to the network)"
+            url(host), [], f"Only this machine can open it (host={host}); --host 0.0.0.0 opens it to the network."
         )
     return Urls(url(host), [url(host)])
 
@@ -129,7 +129,7 @@ def block(settings: Settings, port: int, tls: bool, password: str | None) -> str
         lines.append("  From a phone or a laptop on the same network:")
         lines += [f"                             {url}" for url in where.network]
     if where.note:
-        lines.append(f"  ({where.note})")
+        lines.append(f"  {where.note}")
     first_user = users_module.initial_password_user(settings.state_path)
     if first_user is not None:
         lines.append(f"  Log in as:                 {first_user}")

@@ -60,7 +60,7 @@ def test_start_up_ends_with_a_block_for_people(daemon_factory: Callable[..., Dae
     daemon = daemon_factory("--source", "test", "--users-file", str(users), *FAST_WARMUP)
     log = daemon.wait_for_log(r"camd is ready\.\n(  .*\n)+", 10).group(0)
     assert f"Open it on this machine:   http://127.0.0.1:{daemon.port}/" in log
-    assert "only this machine can open it" in log
+    assert "Only this machine can open it" in log
     assert "Log in as:                 admin" in log
     assert f"Password:                  in {daemon.state_dir / 'initial-password'}" in log
     assert "passwd admin --users-file" in log
