@@ -147,6 +147,7 @@
       if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
       connected = true;
       reconnectReason = "";
+      pollStatus(); // a new connection may be a restarted camd: learn its camera state now
       retryMs = RETRY_MIN_MS;
       const reader = response.body.getReader();
       const state = { buffer: new Uint8Array(0) };
