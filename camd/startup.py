@@ -58,7 +58,10 @@ def passwd_command(settings: Settings, user: str) -> str:
         command += f" --state-dir {shlex.quote(str(settings.state_dir))}"
     elif os.environ.get("STATE_DIRECTORY"):
         # Under systemd: the state directory comes from the unit, and the files belong to its user.
-        owner = pwd.getpwuid(os.geteuid()).pw_name
+        try:
+            owner = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:  # a uid without a name (a container): sudo takes '#UID'
+            owner = f"'#{os.geteuid()}'"
         command = f"sudo -u {owner} env STATE_DIRECTORY={shlex.quote(str(settings.state_path))} {command}"
     return command
 
@@ -66,8 +69,13 @@ def passwd_command(settings: Settings, user: str) -> str:
 def lan_addresses() -> list[str]:
     """This machine's IPv4 addresses that other devices on the network can reach (no loopback, no bridges)."""
     found: list[str] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _, name in socket.if_nameindex():
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        interfaces = socket.if_nameindex()
+    except OSError:
+        return found  # no IPv4 here at all: nothing a phone could open
+    with sock:
+        for _, name in interfaces:
             if name.startswith(VIRTUAL_PREFIXES):
                 continue
             request = array.array("B", struct.pack("256s", name.encode()[:15]))
