@@ -130,7 +130,8 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
         stills.stop()
         capture.stop()
         raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-    log.info("serving on %s (live view: %slive)", server.url(settings.host), server.url(settings.host))
+    # The URL is for this machine; the address says what else can reach it (the closing block lists those URLs).
+    log.info("serving on %s (listening on %s port %d)", server.url(settings.host), settings.host, server.port)
     service = Service(hub, capture, fanout, settings.stall_timeout)  # sd_notify; does nothing outside systemd
     service.start()
     settling = settings.warmup_delay + settings.warmup_max + 1
