@@ -48,7 +48,10 @@
   }
 
   // What the line says, from the stream connection and the camera's own state.
-  function render(fps) {
+  let fpsShown = 0; // frames drawn in the last whole second
+
+  function render() {
+    const fps = fpsShown;
     if (!connected) {
       setStatus("reconnecting", "Reconnecting…" + (reconnectReason ? " (" + reconnectReason + ")" : ""));
     } else if (camera && camera.state === "offline") {
@@ -56,7 +59,7 @@
     } else if (camera && (camera.state === "warming_up" || camera.state === "starting")) {
       setStatus("warming_up", "Warming up…");
     } else if (camera && camera.state === "live" && lastTimestamp) {
-      setStatus("live", "Live · " + fps + " fps · " + clock(lastTimestamp, true));
+      setStatus("live", "Live · " + (fps ? fps + " fps · " : "") + clock(lastTimestamp, true));
     } else {
       setStatus("connecting", "Connecting…");
     }
@@ -65,7 +68,10 @@
   async function pollStatus() {
     try {
       const response = await fetch(statusUrl, { cache: "no-store", headers: { Accept: "application/json" } });
-      if (response.ok) camera = (await response.json()).camera;
+      if (response.ok) {
+        camera = (await response.json()).camera;
+        render(); // say a change of state at once, not at the next tick
+      }
     } catch (error) {
       // The stream's own reconnect says the rest; keep the last known camera state.
     }
@@ -123,7 +129,9 @@
       context.drawImage(bitmap, 0, 0);
       bitmap.close();
       frames += 1;
+      const first = !lastTimestamp;
       lastTimestamp = part.timestamp;
+      if (first) render();
     } catch (error) {
       // A part that does not decode is skipped; the next one replaces it.
     } finally {
@@ -163,7 +171,7 @@
     } catch (error) {
       connected = false;
       reconnectReason = controller.signal.aborted ? "no picture for a while" : error.message;
-      render(0);
+      render();
     } finally {
       clearInterval(watchdog);
     }
@@ -174,7 +182,8 @@
   // Once a second: the frame rate the page actually shows and how old the picture is.
   let framesBefore = 0;
   setInterval(() => {
-    render(frames - framesBefore);
+    fpsShown = frames - framesBefore;
+    render();
     framesBefore = frames;
   }, 1000);
   pollStatus();
