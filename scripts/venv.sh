@@ -12,6 +12,7 @@ ensure_venv() {
   # which ask for different sets, share one venv without reinstalling each other's packages.
   local stamps=.venv/.camd-stamps
   mkdir -p "$stamps"
+  rm -f .venv/.camd-requirements # the single stamp of before, which each script overwrote with its own set
   local file want todo=()
   for file in "$@"; do
     want=$(sha256sum < "$file" | cut -d' ' -f1)
