@@ -32,24 +32,48 @@ class SettingsError(ValueError):
 # Each takes the raw value (a str from a flag or the environment, or a TOML value)
 # and returns the typed value or raises ValueError with what is allowed.
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(raw: Any) -> float:
-    """Seconds from ``90``, ``1.5``, ``250ms``, ``90s``, ``5m``, ``12h`` or ``7d``."""
+    """Seconds from ``90``, ``1.5``, ``250ms``, ``90s``, ``5m``, ``12h``, ``7d`` or ``1h30m``."""
     if isinstance(raw, bool):
         raise ValueError("a duration such as 90s, 5m, 12h or 7d")
     if isinstance(raw, int | float):
         value = float(raw)
     else:
-        match = _DURATION.match(str(raw))
-        if not match:
+        text = str(raw).strip()
+        if _NUMBER.fullmatch(text):
+            value = float(text)
+        elif _DURATION.fullmatch(text):
+            value = sum(float(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+        else:
             raise ValueError("a duration such as 90s, 5m, 12h or 7d")
-        value = float(match.group(1)) * _UNITS[match.group(2)]
     if not math.isfinite(value) or value < 0:
         raise ValueError("a duration such as 90s, 5m, 12h or 7d")
     return value
+
+
+_SHOWN_UNITS = (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people write it: ``5m``, ``7d``, ``1h30m``, ``2.5s``, ``250ms`` (reads back to the same value)."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms" if seconds else "0s"
+    parts: list[str] = []
+    rest = seconds
+    for unit, size in _SHOWN_UNITS[:-1]:
+        count = math.floor(rest / size)
+        if count:
+            parts.append(f"{count}{unit}")
+            rest -= count * size
+    if rest:
+        parts.append(f"{round(rest, 3):g}s")
+    return "".join(parts)
 
 
 def parse_int(raw: Any) -> int:
@@ -168,7 +192,7 @@ class Settings:
     )
     max_clients: int = _setting(64, parse_int, "concurrent stream viewers", low=1, high=10000)
     stills_interval: float = _setting(
-        300.0, parse_duration, "save a still every so often, on the clock", low=1, high=7 * 86400
+        300.0, parse_duration, "save a still every so often, on the clock (0: only when asked)", high=7 * 86400
     )
     stills_dir: Path | None = _setting(None, parse_path, "where stills go [<state_dir>/stills]")
     stills_quality: int = _setting(90, parse_int, "JPEG quality of stills", low=1, high=100)
@@ -211,6 +235,36 @@ class Settings:
         view["source"] = redact_url(self.source)
         return view
 
+    def describe(self, only_changed: bool = False) -> str:
+        """``name=value`` pairs as people write them (``stills_interval=5m``), for the log; no secrets."""
+        pairs = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if only_changed and value == f.default:
+                continue
+            pairs.append(f"{f.name}={show(f.name, value)}")
+        return " ".join(pairs)
+
+
+def is_duration(name: str) -> bool:
+    return FIELDS[name].metadata["parse"] is parse_duration
+
+
+def show(name: str, value: Any) -> str:
+    """One setting's value as it would be written in a flag: durations in units, on/off, quoted text."""
+    if value is None:
+        return "none"
+    if name == "source":
+        value = redact_url(value)
+    if is_duration(name):
+        return format_duration(value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    return repr(text) if (not text or any(ch.isspace() for ch in text)) else text
+
 
 def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
@@ -230,6 +284,9 @@ def env_name(name: str) -> str:
 def describe_range(name: str) -> str:
     meta = FIELDS[name].metadata
     low, high = meta["low"], meta["high"]
+    if is_duration(name):
+        low = format_duration(low) if low is not None else None
+        high = format_duration(high) if high is not None else None
     if low is not None and high is not None:
         return f"{_fmt(low)} to {_fmt(high)}"
     if low is not None:
@@ -239,7 +296,9 @@ def describe_range(name: str) -> str:
     return ""
 
 
-def _fmt(number: float) -> str:
+def _fmt(number: float | str) -> str:
+    if isinstance(number, str):
+        return number
     return str(int(number)) if float(number).is_integer() else str(number)
 
 

@@ -35,6 +35,10 @@ HASH_WAIT = 2.0  # seconds a check waits for a hash slot before it gives up
 # Process-wide on purpose: the memory and cores a hash uses are the process's, whatever Users asks.
 HASH_SLOTS = threading.BoundedSemaphore(MAX_HASHES)
 
+# Beside the password, the user it belongs to: only changing that user's password makes the file stale.
+INITIAL_USER_FILE = "initial-password.user"
+FIRST_USER = "admin"
+
 
 class UsersError(ValueError):
     """A user name or the users file is not usable."""
@@ -129,13 +133,51 @@ def check_private(path: Path) -> None:
         )
 
 
+def new_password() -> str:
+    """A random password that is safe to paste after a command: it never starts with ``-`` or ``_``."""
+    while True:
+        password = secrets.token_urlsafe(12)
+        if password[0].isalnum():
+            return password
+
+
 def ensure_first_user(path: Path) -> str | None:
     """On a first start with no users, create ``admin`` and return its new password."""
     if read_users(path):
         return None
-    password = secrets.token_urlsafe(12)
-    set_password(path, "admin", password)
+    password = new_password()
+    set_password(path, FIRST_USER, password)
     return password
+
+
+def write_initial_password(state_dir: Path, user: str, password: str) -> Path:
+    """Keep the first password where its owner can find it (mode 0600) until it is changed."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / INITIAL_PASSWORD_FILE
+    for name, text in ((INITIAL_USER_FILE, user), (INITIAL_PASSWORD_FILE, password)):
+        fd = os.open(state_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text + "\n")
+    return path
+
+
+def initial_password_user(state_dir: Path) -> str | None:
+    """The user whose first password is still in the state directory, or None when there is none."""
+    if not (state_dir / INITIAL_PASSWORD_FILE).is_file():
+        return None
+    try:
+        return (state_dir / INITIAL_USER_FILE).read_text(encoding="utf-8").strip() or FIRST_USER
+    except (OSError, UnicodeDecodeError):
+        return FIRST_USER  # written before the owner was recorded beside it: always the first user
+
+
+def forget_initial_password(state_dir: Path, user: str) -> bool:
+    """Remove the first password once ``user``, its owner, has a new one; other users leave it alone."""
+    if initial_password_user(state_dir) != user:
+        return False
+    (state_dir / INITIAL_PASSWORD_FILE).unlink(missing_ok=True)
+    (state_dir / INITIAL_USER_FILE).unlink(missing_ok=True)
+    return True
 
 
 class Users:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 
 from camd.logsafe import clean, quoted
 from camd.users import Busy
 from web import throttle
 from web.context import camd
+from web.errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +22,13 @@ BUSY_RETRY = 2
 
 
 def _challenge() -> Response:
-    response = jsonify(error="authentication required")
-    response.status_code = 401
+    response = error_response(401)
     response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
     return response
 
 
 def _busy() -> Response:
-    response = jsonify(error="too many logins are being checked; try again in a moment")
-    response.status_code = 503
-    response.headers["Retry-After"] = str(BUSY_RETRY)
-    return response
+    return error_response(503, "too many logins are being checked; try again in a moment", retry_after=BUSY_RETRY)
 
 
 def _credentials() -> tuple[str, str]:
@@ -125,9 +122,7 @@ def _refuse_cross_site() -> Response | None:
         allowed = True
     if allowed:
         return None
-    response = jsonify(error="cross-site request refused")
-    response.status_code = 403
-    return response
+    return error_response(403, "This request came from another web site, so camd refused it.")
 
 
 def init_app(app: Flask) -> None:

@@ -24,6 +24,7 @@ from camd.stills import NoPicture, StillError, StillsWriter
 from camd.stills import describe as plain
 from camd.stills_index import DAY_RE, STEM_RE, Still, parse
 from web.context import camd
+from web.errors import error_response
 from web.thumbs import ThumbnailCache, make_thumbnail
 
 log = logging.getLogger(__name__)
@@ -311,11 +312,9 @@ def api_take() -> tuple[Response, int]:
     try:
         item = writer().take()
     except NoPicture as exc:
-        response = jsonify(error=f"no still: {exc}")
-        response.headers["Retry-After"] = "2"
-        return response, 503
+        return error_response(503, str(exc), retry_after=2), 503
     except StillError as exc:
-        return jsonify(error=str(exc)), 507
+        return error_response(507, str(exc)), 507
     response = jsonify(describe(item))
     response.headers["Location"] = url_of(item)
     return response, 201

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app
 
 ALLOWED_FAILURES = 5
 WINDOW = 600.0
@@ -264,7 +264,6 @@ def current() -> Throttle:
 
 
 def too_many(retry_after: int) -> Response:
-    response = jsonify(error="too many failed logins from your address; try again later")
-    response.status_code = 429
-    response.headers["Retry-After"] = str(max(1, retry_after))
-    return response
+    from web.errors import error_response
+
+    return error_response(429, "Too many wrong passwords came from your address.", retry_after=retry_after)
