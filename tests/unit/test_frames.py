@@ -62,6 +62,7 @@ def test_many_threads_asking_at_once_cost_one_encode() -> None:
 
 def test_camera_jpeg_is_served_as_it_is_and_decoded_once_on_demand() -> None:
     ok, buffer = cv2.imencode(".jpg", textured())
+    assert ok
     data = buffer.tobytes()
     frame = frame_of(jpeg=data)
     assert frame.jpeg() is data
@@ -72,8 +73,9 @@ def test_camera_jpeg_is_served_as_it_is_and_decoded_once_on_demand() -> None:
     assert frame._counters.get("jpeg_encodes") == 0
 
 
-def test_pixels_of_a_jpeg_that_does_not_decode_raise_value_error() -> None:
-    frame = frame_of(jpeg=b"\xff\xd8 not a picture \xff\xd9")
+@pytest.mark.parametrize("data", [b"\xff\xd8 not a picture \xff\xd9", b""])
+def test_pixels_of_a_jpeg_that_does_not_decode_raise_value_error(data: bytes) -> None:
+    frame = frame_of(jpeg=data)
     with pytest.raises(ValueError, match="does not decode"):
         frame.pixels()
     assert frame._counters.get("jpeg_decodes") == 0
