@@ -29,7 +29,7 @@ def size_of(jpeg: bytes) -> tuple[int, int]:
     [
         ((1280, 720), THUMB_WIDTH, (320, 180)),  # decoded at 1/4, exact
         ((1920, 1080), THUMB_WIDTH, (320, 180)),  # decoded at 1/4, then resized
-        ((3840, 2160), THUMB_WIDTH, (320, 180)),  # decoded at 1/8, then resized
+        ((2600, 1400), THUMB_WIDTH, (320, 172)),  # decoded at 1/8, then resized
         ((640, 480), 160, (160, 120)),
         ((200, 100), THUMB_WIDTH, (200, 100)),  # never enlarged
         ((321, 7), THUMB_WIDTH, (320, 7)),
