@@ -34,28 +34,27 @@ def jpeg_frame(data: bytes) -> Captured:
     return Captured(timestamp=1.0, jpeg=data)
 
 
-@pytest.mark.parametrize(
-    ("frame", "reason"),
-    [
-        (None, gate.READ_FAILED),
-        (pixels_frame(np.zeros((0, 0, 3), np.uint8)), gate.EMPTY),
-        (pixels_frame(textured()[:, :, 0]), gate.BAD_SHAPE),  # one channel
-        (pixels_frame(np.dstack([textured(), textured()[:, :, :1]])), gate.BAD_SHAPE),  # four channels
-        (pixels_frame(textured().astype(np.float32)), gate.BAD_SHAPE),
-        (pixels_frame(textured(WIDTH // 2, HEIGHT)), gate.BAD_SHAPE),  # not the size the source opened
-        (pixels_frame(flat((0, 160, 0))), gate.FLAT),  # the green frame of a broken webcam
-        (pixels_frame(flat((128, 128, 128))), gate.FLAT),
-        (pixels_frame(textured()), None),
-        (jpeg_frame(b""), gate.EMPTY),
-        (jpeg_frame(b"\xff\xd8" + b"\0" * 100 + b"\xff\xd9"), gate.TOO_SMALL),
-        (jpeg_frame(b"\0\0" + jpeg(textured())[2:]), gate.BAD_JPEG),  # no start marker
-        (jpeg_frame(jpeg(textured())[:-40]), gate.BAD_JPEG),  # cut off: no end marker
-        (jpeg_frame(jpeg(flat((0, 160, 0)))), gate.FLAT),
-        (jpeg_frame(b"\xff\xd8" + bytes(range(256)) * 2 + b"\xff\xd9"), gate.BAD_JPEG),  # markers, but no JPEG
-        (jpeg_frame(jpeg(textured())), None),
-    ],
-    ids=lambda value: value if isinstance(value, str) else None,
-)
+CASES = {
+    "no frame": (None, gate.READ_FAILED),
+    "no pixels": (pixels_frame(np.zeros((0, 0, 3), np.uint8)), gate.EMPTY),
+    "one channel": (pixels_frame(textured()[:, :, 0]), gate.BAD_SHAPE),
+    "four channels": (pixels_frame(np.dstack([textured(), textured()[:, :, :1]])), gate.BAD_SHAPE),
+    "float pixels": (pixels_frame(textured().astype(np.float32)), gate.BAD_SHAPE),
+    "not the size opened": (pixels_frame(textured(WIDTH // 2, HEIGHT)), gate.BAD_SHAPE),
+    "green": (pixels_frame(flat((0, 160, 0))), gate.FLAT),  # what a broken webcam sends
+    "grey": (pixels_frame(flat((128, 128, 128))), gate.FLAT),
+    "picture": (pixels_frame(textured()), None),
+    "no bytes": (jpeg_frame(b""), gate.EMPTY),
+    "tiny jpeg": (jpeg_frame(b"\xff\xd8" + b"\0" * 100 + b"\xff\xd9"), gate.TOO_SMALL),
+    "no start marker": (jpeg_frame(b"\0\0" + jpeg(textured())[2:]), gate.BAD_JPEG),
+    "cut off": (jpeg_frame(jpeg(textured())[:-40]), gate.BAD_JPEG),
+    "green jpeg": (jpeg_frame(jpeg(flat((0, 160, 0)))), gate.FLAT),
+    "markers but no jpeg": (jpeg_frame(b"\xff\xd8" + bytes(range(256)) * 2 + b"\xff\xd9"), gate.BAD_JPEG),
+    "jpeg picture": (jpeg_frame(jpeg(textured())), None),
+}
+
+
+@pytest.mark.parametrize(("frame", "reason"), CASES.values(), ids=CASES.keys())
 def test_check(frame: Captured | None, reason: str | None) -> None:
     assert gate.check(frame, WIDTH, HEIGHT) == reason
 
