@@ -48,11 +48,11 @@ def test_healthz_turns_offline_when_the_newest_live_frame_is_stale(
     from web import create_app
 
     # Below stall_timeout's own floor (0.5 s) so that the test waits for it in a fraction of a second.
-    client = create_app(dataclasses.replace(settings, stall_timeout=0.25), hub, fanout, users).test_client()
+    client = create_app(dataclasses.replace(settings, stall_timeout=0.3), hub, fanout, users).test_client()
     assert client.get("/healthz").status_code == 503  # the app's first request pays its set-up here
     live()
     assert client.get("/healthz").status_code == 200
-    time.sleep(0.3)
+    time.sleep(0.35)
     response = client.get("/healthz")
     assert (response.status_code, response.get_json()) == (503, {"status": "offline"})
     live()

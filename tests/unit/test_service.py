@@ -200,12 +200,12 @@ def test_without_notify_socket_start_runs_nothing(hub: Hub, capture: CaptureRepo
 def test_the_watchdog_is_fed_while_live_frames_are_fresh(
     hub: Hub, capture: CaptureReport, fanout: Fanout, systemd: Systemd
 ) -> None:
-    service = service_of(hub, capture, fanout, systemd, watchdog_usec=2_000_000, stall_timeout=0.2)
+    service = service_of(hub, capture, fanout, systemd, watchdog_usec=2_000_000, stall_timeout=0.3)
     hub.set_camera(state=LIVE, width=64, height=48)
     hub.publish(pixels=picture())
     service.tick()
     assert systemd.receive()["WATCHDOG"] == "1"
-    time.sleep(0.25)  # the live frame goes stale while the camera still says live
+    time.sleep(0.35)  # the live frame goes stale while the camera still says live
     service.tick()
     assert [message for message in systemd.pending() if "WATCHDOG" in message] == []
     hub.publish(pixels=picture())
