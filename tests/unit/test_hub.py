@@ -105,6 +105,29 @@ def test_a_late_reader_gets_the_newest_frame_never_the_ones_it_missed(hub: Hub) 
     assert hub.wait_newer(1, 1.0) is newest
 
 
+def test_readers_on_other_threads_see_frames_only_move_forward(hub: Hub) -> None:
+    seen: list[list[int]] = [[] for _ in range(3)]
+
+    def read(into: list[int]) -> None:
+        last = 0
+        while last < 50:
+            frame = hub.wait_newer(last, 2.0)
+            assert frame is not None
+            into.append(frame.seq)
+            last = frame.seq
+
+    readers = [threading.Thread(target=read, args=(into,)) for into in seen]
+    for reader in readers:
+        reader.start()
+    for value in range(50):
+        hub.publish(pixels=picture(value))
+    for reader in readers:
+        reader.join(5)
+    for into in seen:
+        assert into and into[-1] == 50
+        assert into == sorted(set(into))  # strictly rising: never an older frame, never one twice
+
+
 def test_listeners_hear_every_publish_and_a_failing_one_harms_nobody(hub: Hub) -> None:
     heard: list[int] = []
 

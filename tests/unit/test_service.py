@@ -197,6 +197,21 @@ def test_without_notify_socket_start_runs_nothing(hub: Hub, capture: CaptureRepo
     service.stop()
 
 
+def test_the_service_thread_feeds_the_watchdog_several_times_per_interval(
+    hub: Hub, capture: CaptureReport, fanout: Fanout, systemd: Systemd
+) -> None:
+    service = service_of(hub, capture, fanout, systemd, watchdog_usec=200_000)  # 0.2 s: checked every 0.05 s
+    hub.set_camera(state=LIVE, width=64, height=48)
+    hub.publish(pixels=picture())
+    service.start()
+    try:
+        assert systemd.receive()["READY"] == "1"
+        fed = [systemd.receive(timeout=1.0) for _ in range(3)]
+        assert all(message.get("WATCHDOG") == "1" for message in fed), fed
+    finally:
+        service.stop()
+
+
 def test_the_watchdog_is_fed_while_live_frames_are_fresh(
     hub: Hub, capture: CaptureReport, fanout: Fanout, systemd: Systemd
 ) -> None:
