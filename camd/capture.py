@@ -10,6 +10,7 @@ freeze the stream or the health check.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ SETTLE_FRAMES = 3  # consecutive valid frames whose brightness must agree
 SETTLE_SPREAD = 4.0  # how far apart (0-255) their mean brightness may be
 MAX_FAILED_READS = 5  # consecutive failed reads that mean the camera is gone
 PLACEHOLDER_INTERVAL = 1.0
+DEVICE_POLL = 0.25  # how often a V4L2 node is looked for while waiting to reopen (a stat, cheap)
 OPEN_HANG_SLACK = 10.0  # an open may take this long beyond stall_timeout (network cameras) before it counts as hung
 
 
@@ -64,6 +66,7 @@ class Capture:
         self._opening_since: float | None = None
         self._hung: str | None = None  # a read hung since the last live frame (for the watchdog)
         self._failed_reads = 0
+        self._device: str | None = None  # the V4L2 node of the last source, watched while it is gone
         self._worker: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
         self.hub.set_camera(width=settings.width, height=settings.height)
@@ -115,11 +118,10 @@ class Capture:
     # --- the worker ---------------------------------------------------------------
 
     def _run_worker(self, generation: int) -> None:
-        if self._backoff:
-            log.info("reopening the camera in %.0fs", self._backoff)
-            if self._stop.wait(self._backoff):
-                return
+        if self._backoff and self._wait_backoff():
+            return
         source = self.open_source()
+        self._device = getattr(source, "device", None)
         self._opening_since = time.monotonic()
         try:
             info = source.open()
@@ -154,6 +156,29 @@ class Capture:
                 log.exception("capture failed")
             source.close()  # before a new worker opens the camera again
             self._lost(generation, str(exc))
+
+    def _wait_backoff(self) -> bool:
+        """Wait out the backoff, cut short when the camera's node comes back; True when stopping.
+
+        A replugged USB camera should be live again within the warm-up, not at the
+        next step of a backoff that may have grown to 30 s while it was gone.
+        """
+        delay, device = self._backoff, self._device
+        log.info("reopening the camera in %.0fs%s", delay, f" or as soon as {device} is back" if device else "")
+        deadline = time.monotonic() + delay
+        gone = False
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(DEVICE_POLL, left) if device else left):
+                return True
+            if device is None:
+                continue
+            if not os.path.exists(device):
+                gone = True
+            elif gone:
+                log.info("%s is back; reopening now", device)
+                self._backoff = 0.0  # failures right after a replug start the backoff over, from 1 s
+                return False
+        return False
 
     def _read(self, source: Source, info: SourceInfo, generation: int) -> tuple[Captured | None, str | None]:
         """One read and the gate's verdict; raises Stopped or CameraLost as they happen."""

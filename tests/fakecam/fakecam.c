@@ -735,11 +735,15 @@ static int capture_ioctl(struct fake *fake, unsigned long request, void *arg, in
             return fail(EINVAL);
         if (fake->streaming)
             return fail(EBUSY);
-        free_buffers(fake);
         if (req->count == 0) {
+            /* Like videobuf2: a queue another file streams on is busy, even to free nothing. */
+            if (fake->lockfd < 0 && take_lock(fake) < 0)
+                return -1;
+            free_buffers(fake);
             release_lock(fake);
             return 0;
         }
+        free_buffers(fake);
         if (take_lock(fake) < 0)
             return -1;
         unsigned count = req->count > MAX_BUFFERS ? MAX_BUFFERS : req->count;
