@@ -67,6 +67,7 @@ class Capture:
         self._hung: str | None = None  # a read hung since the last live frame (for the watchdog)
         self._failed_reads = 0
         self._device: str | None = None  # the V4L2 node of the last source, watched while it is gone
+        self._device_gone = False  # that node was seen missing since the camera was last opened
         self._worker: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
         self.hub.set_camera(width=settings.width, height=settings.height)
@@ -135,6 +136,7 @@ class Capture:
         if generation != self._generation or self._stop.is_set():
             source.close()
             return
+        self._device_gone = False
         self._failed_reads = 0
         try:
             log.info(
@@ -161,24 +163,26 @@ class Capture:
         """Wait out the backoff, cut short when the camera's node comes back; True when stopping.
 
         A replugged USB camera should be live again within the warm-up, not at the
-        next step of a backoff that may have grown to 30 s while it was gone.
+        next step of a backoff that may have grown to 30 s while it was gone. The node
+        may go and come back during any wait, or between two of them.
         """
         delay, device = self._backoff, self._device
         log.info("reopening the camera in %.0fs%s", delay, f" or as soon as {device} is back" if device else "")
         deadline = time.monotonic() + delay
-        gone = False
-        while (left := deadline - time.monotonic()) > 0:
-            if self._stop.wait(min(DEVICE_POLL, left) if device else left):
-                return True
-            if device is None:
-                continue
-            if not os.path.exists(device):
-                gone = True
-            elif gone:
-                log.info("%s is back; reopening now", device)
-                self._backoff = 0.0  # failures right after a replug start the backoff over, from 1 s
+        while True:
+            if device is not None:
+                if not os.path.exists(device):
+                    self._device_gone = True
+                elif self._device_gone:
+                    log.info("%s is back; reopening now", device)
+                    self._device_gone = False
+                    self._backoff = 0.0  # failures right after a replug start the backoff over, from 1 s
+                    return False
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-        return False
+            if self._stop.wait(min(DEVICE_POLL, left) if device is not None else left):
+                return True
 
     def _read(self, source: Source, info: SourceInfo, generation: int) -> tuple[Captured | None, str | None]:
         """One read and the gate's verdict; raises Stopped or CameraLost as they happen."""
