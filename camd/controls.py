@@ -114,13 +114,13 @@ class Controls:
             return
         log.debug("%s: %s set to %d", device, ask.setting, value)
 
-    def warn_once(self, key: str, message: str) -> None:
+    def warn_once(self, key: str, message: str, logger: logging.Logger = log) -> None:
         # Every reopen applies the controls again: say what is wrong once, not on every reconnect.
         if key in self._warned:
-            log.debug("%s", message)
+            logger.debug("%s", message)
             return
         self._warned.add(key)
-        log.warning("%s", message)
+        logger.warning("%s", message)
 
 
 @functools.lru_cache(maxsize=4)

@@ -300,7 +300,7 @@ class V4L2Source(OpenCVSource):
         if (width, height) != (self.settings.width, self.settings.height):
             asked = f"{self.settings.width}x{self.settings.height}"
             message = f"{self.description} has no {asked}; it gives {width}x{height} (camd probe lists its sizes)"
-            camera_controls.warn_once("size", message)
+            camera_controls.warn_once("size", message, log)
         camera_controls.apply(self.node_path, cap)
         return cap
 

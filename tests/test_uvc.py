@@ -283,11 +283,22 @@ def test_a_camera_busy_in_another_program_is_named_in_the_log_and_status(
 def test_auto_skips_the_metadata_node_and_picks_the_capture_node(
     daemon_factory: Callable[..., Daemon], fake_camera: Callable[..., FakeCamera]
 ) -> None:
-    camera = fake_camera(FAKECAM_META="/dev/video0", FAKECAM_CAPTURE="/dev/video1")
-    daemon = daemon_factory("--source", "auto", *FAKE_WARMUP, env=camera.env)
+    # A camera without focus, and whose power-line menu has no "auto" (as many UVC cameras).
+    camera = fake_camera(FAKECAM_META="/dev/video0", FAKECAM_CAPTURE="/dev/video1",
+                         FAKECAM_CONTROLS="brightness,power_line_frequency")  # fmt: skip
+    daemon = daemon_factory("--source", "auto", "--focus", "50", "--power-line-frequency", "auto",
+                            "--brightness", "-5", *FAKE_WARMUP, env=camera.env)  # fmt: skip
     assert "skipping /dev/video0: metadata only" in daemon.log
     assert "source auto: using /dev/video1" in daemon.log
     assert camera_state(daemon)["source"] == "/dev/video1"
+
+    # Controls the camera lacks are one warning each, though auto's search and the capture both opened it.
+    warnings = [line for line in daemon.lines if "WARNING camd.controls" in line]
+    assert len(warnings) == 3, warnings
+    assert any("autofocus: /dev/video1 has no such control" in line for line in warnings)
+    assert any("focus: /dev/video1 has no such control" in line for line in warnings)
+    assert any("power_line_frequency=auto: /dev/video1 allows 0, 1, 2" in line for line in warnings)
+    assert camera.controls_set() == ["brightness -5", "brightness -5"]  # the others were never sent
 
 
 # --- camd probe ------------------------------------------------------------------------------
@@ -321,6 +332,13 @@ def test_probe_lists_devices_formats_sizes_and_controls(tmp_path: Path, fake_cam
     code, output, _ = probe("--source", "/dev/video0", *FAKE_WARMUP, "--output", str(picture), env=camera.env)
     assert code == 0, output
     assert picture.read_bytes() in camera.frames[(640, 480)]
+
+    # A camera mounted on its side: turned pixels, so no passthrough.
+    code, output, _ = probe("--source", "/dev/video0", "--rotate", "90", *FAKE_WARMUP, "--output", str(picture),
+                            env=camera.env)  # fmt: skip
+    assert code == 0, output
+    assert "resolution:   480x640" in output and "passthrough" not in output
+    assert decode(picture.read_bytes()).shape == (640, 480, 3)
 
 
 def test_probe_without_a_camera_says_so_and_exits_1(tmp_path: Path) -> None:
