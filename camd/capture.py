@@ -186,7 +186,8 @@ class Capture:
             opened = self._open(source, generation)
             generation += 1
             if isinstance(opened, str):
-                node.returned()  # notes a node that is missing now
+                if node.returned():  # also notes a node that is missing now
+                    backoff = 0.0
                 why = f"cannot open: {opened}"
                 went_live = False
             else:
