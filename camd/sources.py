@@ -309,7 +309,7 @@ class V4L2Source(OpenCVSource):
         if not os.path.exists(path):
             return f"{path}: no such device (unplugged?)"
         if v4l2.busy(path):
-            return f"{path} is busy: another program is using the camera (fuser -v {path} shows which)"
+            return f"{path} is busy: another program (or a hung read) holds it; fuser -v {path} shows which"
         return f"cannot open {path}"
 
     @property

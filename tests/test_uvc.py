@@ -254,8 +254,10 @@ def test_a_hung_camera_gives_503_and_stops_the_watchdog(
     daemon_factory: Callable[..., Daemon], fake_camera: Callable[..., FakeCamera], notify: NotifySocket
 ) -> None:
     camera = fake_camera()
-    daemon = daemon_factory("--source", "/dev/video0", "--stall-timeout", "1", *FAKE_WARMUP,
-                            env={**camera.env, **notify.env()})  # fmt: skip
+    # OpenCV waits this many seconds in select() for a frame (10 by default). The hung read holds the
+    # camera until then, as on a real one: every reopen meanwhile finds it busy.
+    env = {**camera.env, **notify.env(), "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT": "2"}
+    daemon = daemon_factory("--source", "/dev/video0", "--stall-timeout", "1", *FAKE_WARMUP, env=env)
     notify.wait_watchdogs(2, 10)
     camera.set_state("hang")
     wait_until(lambda: daemon.health()[0] == 503, 10, what="/healthz to turn 503")
@@ -274,7 +276,7 @@ def test_a_camera_busy_in_another_program_is_named_in_the_log_and_status(
     camera = fake_camera()
     with camera.hold():
         daemon = daemon_factory("--source", "/dev/video0", *FAKE_WARMUP, env=camera.env, wait_healthy=False)
-        daemon.wait_for_log(r"/dev/video0 is busy: another program is using the camera", 15)
+        daemon.wait_for_log(r"/dev/video0 is busy: another program \(or a hung read\) holds it", 15)
         wait_until(lambda: "busy" in str(camera_state(daemon)["error"]), 10, what="the status error")
         assert daemon.health() == (503, "offline")
     daemon.wait_healthy(20)  # freed: the next reopen gets it
