@@ -106,9 +106,13 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
 
     users, first_password = _prepare_users(settings)
 
+    # `auto` picks a camera once; reopening that same one keeps an unplugged camera offline until it
+    # returns, where a new search would find none and go live with the test pattern.
+    chosen_device = getattr(first_source[0], "device", None)
+
     def open_source() -> Source:
         # Each (re)open gets a fresh source object: a worker stuck in a read keeps its own.
-        return first_source.pop() if first_source else make_source(settings)
+        return first_source.pop() if first_source else make_source(settings, device=chosen_device)
 
     hub = Hub(settings.jpeg_quality)
     stills = StillsWriter(settings, hub)

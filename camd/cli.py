@@ -10,16 +10,21 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import camd
 from camd import settings as settings_module
 from camd import users as users_module
 from camd.settings import FIELDS, Settings, SettingsError
 
+if TYPE_CHECKING:
+    from camd.sources import Source  # importing it loads OpenCV: only the commands that need it do
+
 COMMANDS = ("run", "passwd", "probe", "still")
 # Settings that only make sense for the daemon itself; probe takes the rest.
 CAPTURE_SETTINGS = (
-    "source", "width", "height", "fps", "fourcc", "passthrough", "jpeg_quality",
+    "source", "width", "height", "fps", "fourcc", "passthrough", "rotate", "flip", "power_line_frequency",
+    "auto_exposure", "exposure", "brightness", "auto_white_balance", "focus", "autofocus", "jpeg_quality",
     "warmup_delay", "warmup_frames", "warmup_max", "stall_timeout", "state_dir", "log_level",
 )  # fmt: skip
 FILE_SETTINGS = ("state_dir", "users_file")
@@ -102,13 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(passwd, FILE_SETTINGS)
 
     probe = commands.add_parser(
-        "probe", help="open the source, report what it gives, save one test still", formatter_class=_Formatter,
-        description="Open the source, warm it up, print backend, resolution, fps, pixel format and "
-        "warm-up result, and write one still.",
+        "probe", help="list the cameras and what they offer, open the source, report what it gives",
+        formatter_class=_Formatter,
+        description="List the V4L2 devices tried and what each offers (formats, sizes, frame rates, controls "
+        "with range and current value), then open the source, warm it up and print backend, resolution, fps, "
+        "pixel format and warm-up result. Exits 1 when no camera is found or it gives no picture.",
     )  # fmt: skip
     probe.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
-    probe.add_argument("--output", type=Path, metavar="FILE", default=Path("camd-probe.jpg"),
-                       help="where to write the test still")  # fmt: skip
+    probe.add_argument("--output", type=Path, metavar="FILE", help="also write one still there (default: none)")
     _add_settings(probe, CAPTURE_SETTINGS)
 
     still = commands.add_parser(
@@ -176,30 +182,76 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from camd.capture import Capture
-    from camd.hub import LIVE, Hub
-    from camd.redact import redact_url
-    from camd.sources import make_source
+    from camd import v4l2
+    from camd.sources import TestPatternSource, make_source
 
     settings = settings_from(args)
-    make_source(settings)  # a bad spec is a usage error before anything opens
+    spec = settings.source.strip()
+    if spec == "auto" or spec.isdigit() or spec.startswith("/dev/"):
+        paths = v4l2.devices() if spec == "auto" else [f"/dev/video{spec}" if spec.isdigit() else spec]
+        found = [path for path in paths if _describe_device(path)]
+        if not found:
+            tried = f"tried {', '.join(paths)}" if paths else "no /dev/video* device"
+            sys.stderr.write(f"camd: no camera found ({tried})\n")
+            return 1
+        sys.stdout.write("\n")
+    source = make_source(settings)  # a bad spec is a usage error before anything opens
+    if isinstance(source, TestPatternSource) and spec == "auto":
+        sys.stderr.write("camd: no camera found: no capture device gave a picture\n")
+        return 1
+    return _probe_source(settings, source, args.output)
+
+
+def _describe_device(path: str) -> bool:
+    """Print what the node at ``path`` offers; True for a video capture node."""
+    from camd import v4l2
+
+    try:
+        info = v4l2.describe(path)
+    except OSError as exc:
+        sys.stdout.write(f"{path}: {exc.strerror or exc}\n")
+        return False
+    where = ", ".join(part for part in (info.driver, info.bus) if part)
+    skipped = "" if info.capture else ", skipped"
+    sys.stdout.write(f"{path}: {info.card} ({where}): {info.kinds}{skipped}\n")
+    if not info.capture:
+        return False
+    sys.stdout.write("  formats:\n")
+    for fmt in info.formats:
+        sizes = ", ".join(
+            f"{width}x{height}" + (f" ({', '.join(f'{rate:g}' for rate in rates)} fps)" if rates else "")
+            for width, height, rates in fmt.sizes
+        )
+        sys.stdout.write(f"    {fmt.fourcc} {fmt.description}: {sizes or 'no sizes listed'}\n")
+    sys.stdout.write("  controls:\n" if info.controls else "  controls: none\n")
+    for control in info.controls:
+        sys.stdout.write(f"    {control.describe()}\n")
+    return True
+
+
+def _probe_source(settings: Settings, source: Source, output: Path | None) -> int:
+    """Open ``source`` the way the daemon does (warm-up and gate included) and report what it gives."""
+    from camd.capture import Capture
+    from camd.hub import LIVE, OFFLINE, Hub
+    from camd.redact import redact_url
+
     hub = Hub(settings.jpeg_quality)
-    capture = Capture(settings, lambda: make_source(settings), hub)
+    capture = Capture(settings, lambda: source, hub)
     limit = settings.warmup_delay + settings.warmup_max + settings.stall_timeout + 5
     capture.start()
     try:
         deadline = time.monotonic() + limit
-        while hub.camera.state != LIVE and time.monotonic() < deadline:
+        # A source that fails to open is reported at once, not after the daemon's reopen backoff.
+        while hub.camera.state not in (LIVE, OFFLINE) and time.monotonic() < deadline:
             time.sleep(0.05)
         frame = hub.latest_live
         camera = hub.camera
     finally:
         capture.stop()
     if frame is None:
-        why = camera.error or camera.state
-        sys.stderr.write(f"camd: {redact_url(settings.source)}: no valid frame within {limit:.0f}s ({why})\n")
+        why = camera.error or (f"no valid frame within {limit:.0f}s" if camera.state != OFFLINE else camera.state)
+        sys.stderr.write(f"camd: {redact_url(settings.source)}: {why}\n")
         return 1
-    args.output.write_bytes(frame.jpeg())
     lines = [
         f"source:       {camera.source}",
         f"backend:      {camera.backend}",
@@ -208,8 +260,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         f"pixel format: {camera.pixel_format or 'BGR'}{' (JPEG passthrough)' if camera.passthrough else ''}",
         f"warm-up:      {camera.warmup_frames} frames in {camera.warmup_seconds:.2f}s, "
         f"{'settled' if camera.warmup_settled else 'did not settle'}",
-        f"test still:   {os.path.abspath(args.output)}",
     ]
+    if output is not None:
+        output.write_bytes(frame.jpeg())
+        lines.append(f"still:        {os.path.abspath(output)}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

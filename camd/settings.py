@@ -137,6 +137,41 @@ def choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+def parse_rotation(raw: Any) -> int:
+    text = str(raw).strip()
+    if isinstance(raw, bool) or text not in ("0", "90", "180", "270"):
+        raise ValueError("0, 90, 180 or 270 (degrees clockwise)")
+    return int(text)
+
+
+def parse_optional_bool(raw: Any) -> bool | None:
+    """on/off, or ``camera`` (the default): leave the camera's own setting."""
+    if isinstance(raw, str) and raw.strip().lower() in ("camera", ""):
+        return None
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise ValueError("on, off or camera (leave the camera's own)") from None
+
+
+def parse_optional_int(raw: Any) -> int | None:
+    if isinstance(raw, str) and raw.strip().lower() in ("camera", ""):
+        return None
+    try:
+        return parse_int(raw)
+    except ValueError:
+        raise ValueError("a whole number, or camera (leave the camera's own)") from None
+
+
+def parse_power_line(raw: Any) -> str | None:
+    text = str(raw).strip().lower().removesuffix("hz").strip()
+    if isinstance(raw, str) and text in ("camera", ""):
+        return None
+    if isinstance(raw, bool) or text not in ("50", "60", "off", "auto"):
+        raise ValueError("50, 60, off, auto, or camera (leave the camera's own)")
+    return text
+
+
 def parse_fourcc(raw: Any) -> str:
     text = str(raw).strip()
     if text.lower() == "auto":
@@ -182,6 +217,46 @@ class Settings:
     fourcc: str = _setting("auto", parse_fourcc, "pixel format to ask for (MJPG, YUYV, ...)")
     passthrough: str = _setting(
         "auto", choice("auto", "on", "off"), "serve a JPEG source's bytes as they are: auto, on, off"
+    )
+    rotate: int = _setting(
+        0,
+        parse_rotation,
+        "turn the picture clockwise by 0, 90, 180 or 270 degrees (not 0: no JPEG passthrough)",
+        metavar="DEGREES",
+    )
+    flip: str = _setting(
+        "none",
+        choice("none", "horizontal", "vertical"),
+        "mirror the picture: none, horizontal, vertical (not none: no JPEG passthrough)",
+    )
+    power_line_frequency: str | None = _setting(
+        None,
+        parse_power_line,
+        "mains frequency, against flicker: 50, 60, off, auto (default: the camera's own)",
+        metavar="HZ",
+    )
+    auto_exposure: bool | None = _setting(
+        None, parse_optional_bool, "automatic exposure: on, off (default: the camera's own)", metavar="ON|OFF"
+    )
+    exposure: int | None = _setting(
+        None, parse_optional_int,
+        "fixed exposure time in units of 100 microseconds (turns auto_exposure off; default: the camera's own)",
+        low=1, high=100000, metavar="N",
+    )  # fmt: skip
+    brightness: int | None = _setting(
+        None, parse_optional_int, "brightness, in the camera's own range (see camd probe; default: the camera's own)",
+        low=-100000, high=100000, metavar="N",
+    )  # fmt: skip
+    auto_white_balance: bool | None = _setting(
+        None, parse_optional_bool, "automatic white balance: on, off (default: the camera's own)", metavar="ON|OFF"
+    )
+    focus: int | None = _setting(
+        None, parse_optional_int,
+        "fixed focus, in the camera's own range (turns autofocus off; see camd probe; default: the camera's own)",
+        low=0, high=100000, metavar="N",
+    )  # fmt: skip
+    autofocus: bool | None = _setting(
+        None, parse_optional_bool, "continuous autofocus: on, off (default: the camera's own)", metavar="ON|OFF"
     )
     jpeg_quality: int = _setting(80, parse_int, "quality of the JPEGs camd encodes", low=1, high=100)
     warmup_delay: float = _setting(2.0, parse_duration, "seconds of frames to discard after open", high=300)
@@ -380,5 +455,11 @@ def _check_together(settings: Settings) -> None:
         path = getattr(settings, name)
         if path is not None and not path.is_file():
             raise SettingsError(f"{name}={str(path)!r}: no such file")
+    if settings.exposure is not None and settings.auto_exposure:
+        raise SettingsError("exposure and auto_exposure=on: a fixed exposure needs auto_exposure off (or unset)")
+    if settings.focus is not None and settings.autofocus:
+        raise SettingsError("focus and autofocus=on: a fixed focus needs autofocus off (or unset)")
+    if settings.passthrough == "on" and (settings.rotate or settings.flip != "none"):
+        raise SettingsError("passthrough=on cannot rotate or flip the picture: that needs its pixels; use auto or off")
     if not settings.host.strip():
         raise SettingsError("host='': give an address such as 0.0.0.0 or 127.0.0.1")
