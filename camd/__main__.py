@@ -14,7 +14,9 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from camd import cli
+import camd
+from camd import cli, startup
+from camd.lock import StateDirBusy, StateLock
 from camd.settings import Settings, SettingsError
 from camd.users import Users
 
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli.cmd_passwd(args)
         if args.command == "probe":
             return cli.cmd_probe(args)
+        if args.command == "still":
+            return cli.cmd_still(args)
         return run(cli.settings_from(args), reload_settings=lambda: cli.settings_from(args))
     except SettingsError as exc:
         sys.stderr.write(f"camd: {exc}\n")
@@ -92,15 +96,23 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     limit_malloc_arenas()
     # A bad source spec is a usage error: refuse it with one line, before logging or creating any file.
     first_source = [make_source(settings)]
-    log.info("camd starting with %s", settings.public_view())
+    state_lock = startup_checks(settings)  # before any file is made
+    log.info(
+        "camd %s starting; settings not at their defaults: %s", camd.__version__, settings.describe(True) or "none"
+    )
+    log.debug("settings: %s", settings.describe())
     signals = Signals()
     signals.install()
 
-    users = _prepare_users(settings)
+    users, first_password = _prepare_users(settings)
+
+    # `auto` picks a camera once; reopening that same one keeps an unplugged camera offline until it
+    # returns, where a new search would find none and go live with the test pattern.
+    chosen_device = getattr(first_source[0], "device", None)
 
     def open_source() -> Source:
         # Each (re)open gets a fresh source object: a worker stuck in a read keeps its own.
-        return first_source.pop() if first_source else make_source(settings)
+        return first_source.pop() if first_source else make_source(settings, device=chosen_device)
 
     hub = Hub(settings.jpeg_quality)
     stills = StillsWriter(settings, hub)
@@ -122,9 +134,13 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
         stills.stop()
         capture.stop()
         raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-    log.info("serving on %s (live view: %slive)", server.url(settings.host), server.url(settings.host))
+    # The URL is for this machine; the address says what else can reach it (the closing block lists those URLs).
+    log.info("serving on %s (listening on %s port %d)", server.url(settings.host), settings.host, server.port)
     service = Service(hub, capture, fanout, settings.stall_timeout)  # sd_notify; does nothing outside systemd
     service.start()
+    settling = settings.warmup_delay + settings.warmup_max + 1
+    startup.settle(lambda: hub.camera.state in ("starting", "warming_up"), signals.stop, settling)
+    startup.announce(settings, server.port, server.tls, first_password)
     reloader = Reloader(settings, reload_settings, users, stills=stills, service=service)
 
     while not signals.stop.is_set():
@@ -143,8 +159,22 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     server.stop()
     stills.stop()  # finishes a still being written
     capture.stop()
+    state_lock.release()
     log.info("stopped")
     return 0
+
+
+def startup_checks(settings: Settings) -> StateLock:
+    """Refuse to start on a state directory another camd uses; the lock is held until exit."""
+    lock = StateLock(settings.state_path)
+    try:
+        lock.acquire()
+    except StateDirBusy as exc:
+        raise SettingsError(str(exc)) from None
+    except OSError as exc:
+        reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        raise SettingsError(f"state_dir={str(settings.state_path)!r} cannot be used ({reason})") from None
+    return lock
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -166,7 +196,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     mallopt(m_arena_max, arenas)
 
 
-def _prepare_users(settings: Settings) -> Users:
+def _prepare_users(settings: Settings) -> tuple[Users, str | None]:
     from camd import users as users_module
 
     try:
@@ -179,24 +209,12 @@ def _prepare_users(settings: Settings) -> Users:
         name, value = ("users_file", settings.users_path) if settings.users_file else ("state_dir", settings.state_path)
         raise SettingsError(f"{name}={str(value)!r} cannot be used ({reason})") from None
     if password is not None:
-        _announce_password(settings, password)
-    return users
-
-
-def _announce_password(settings: Settings, password: str) -> None:
-    """Tell the first password to the person at the terminal, and never to a log."""
-    from camd import users as users_module
-
-    how = "change it with: camd passwd admin"
-    if sys.stdout.isatty():
-        sys.stdout.write(f"\n  First start: created user 'admin' with password: {password}\n  ({how})\n\n")
-        sys.stdout.flush()
-        return
-    path = settings.state_path / users_module.INITIAL_PASSWORD_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(password + "\n")
-    log.warning("first start: created user 'admin'; its password is in %s (%s)", path, how)
+        # Kept until changed, so that a start without a terminal (or a lost scrollback) does not lose it.
+        path = users_module.write_initial_password(settings.state_path, users_module.FIRST_USER, password)
+        how = startup.passwd_command(settings, users_module.FIRST_USER)
+        log.warning("first start: created user %r; its password is in %s (change it with: %s)",
+                    users_module.FIRST_USER, path, how)  # fmt: skip
+    return users, password
 
 
 if __name__ == "__main__":

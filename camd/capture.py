@@ -1,15 +1,19 @@
 """Capture: open the source, warm it up, gate every frame, and reopen it when it is lost.
 
-One worker thread reads the camera. A supervisor thread publishes the
-placeholder frame whenever there is no live picture, and notices a read that
-hangs: it then gives up on that worker (it exits by itself if its read ever
-returns) and starts a new one on a fresh source, so a stuck driver can never
-freeze the stream or the health check.
+The supervisor thread alone opens the source, backs off, and replaces the worker;
+it also publishes the placeholder frame whenever there is no live picture. A
+worker only reads one opened source and reports: it warms up, gates and publishes
+frames, and ends (closing its source) when the camera is lost. A read that hangs
+cannot be interrupted: the supervisor notices it, gives up on that worker (it exits
+by itself if its read ever returns) and opens a new one, so a stuck driver can
+never freeze the stream or the health check. What the two threads share is
+behind one lock.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,15 +33,8 @@ SETTLE_FRAMES = 3  # consecutive valid frames whose brightness must agree
 SETTLE_SPREAD = 4.0  # how far apart (0-255) their mean brightness may be
 MAX_FAILED_READS = 5  # consecutive failed reads that mean the camera is gone
 PLACEHOLDER_INTERVAL = 1.0
+TICK = 0.25  # the supervisor's pace: placeholder, hang check, and a look for a camera's node while it is gone
 OPEN_HANG_SLACK = 10.0  # an open may take this long beyond stall_timeout (network cameras) before it counts as hung
-
-
-class CameraLost(Exception):
-    """The source stopped giving valid frames; the worker closes it and a new one reopens."""
-
-
-class Stopped(Exception):
-    """The daemon is stopping, or this worker has been replaced."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +42,78 @@ class WarmupResult:
     frames: int
     seconds: float
     settled: bool
+
+
+class WarmUp:
+    """Decides, one read at a time, when a freshly opened camera's picture can be trusted.
+
+    ``warmup_delay`` seconds of reads, then ``warmup_frames`` more, then valid frames
+    until their brightness agrees over a few in a row, bounded by ``warmup_max``.
+    """
+
+    def __init__(self, settings: Settings, now: float) -> None:
+        self.started = now
+        self.delay_end = now + settings.warmup_delay
+        self.deadline = now + settings.warmup_max
+        self.frames_left = settings.warmup_frames
+        self.discarded = 0
+        self.levels: list[float] = []
+
+    def offer(self, frame: Captured | None, now: float) -> WarmupResult | None:
+        """None while reads are discarded (``frame``: None for an invalid read); the result for the first shown."""
+        if now < self.delay_end:
+            self.discarded += 1
+            return None
+        if self.frames_left > 0:
+            self.frames_left -= 1
+            self.discarded += 1
+            return None
+        if frame is None:
+            self.levels.clear()
+            self.discarded += 1
+            return None
+        self.levels = [*self.levels, gate.brightness(frame)][-SETTLE_FRAMES:]
+        settled = len(self.levels) == SETTLE_FRAMES and max(self.levels) - min(self.levels) <= SETTLE_SPREAD
+        if settled or now >= self.deadline:
+            return WarmupResult(self.discarded, now - self.started, settled)
+        self.discarded += 1
+        return None
+
+
+class Worker:
+    """One opened source and the thread reading it; what it reports, the supervisor reads."""
+
+    def __init__(self, source: Source, info: SourceInfo, run: Callable[[Worker], None], name: str) -> None:
+        self.source, self.info = source, info
+        self.abandoned = threading.Event()  # given up on (hung, or capture stopping): publish nothing more
+        self.reading_since: float | None = None
+        self.went_live = False
+        self.lost: str | None = None  # why it ended
+        self.thread = threading.Thread(target=run, args=(self,), name=name, daemon=True)
+
+
+class NodeWatch:
+    """Whether a camera's /dev node went away and came back (a replug), looked for with a cheap stat."""
+
+    def __init__(self) -> None:
+        self.device: str | None = None
+        self.gone = False
+
+    def follow(self, device: str | None) -> None:
+        if device != self.device:
+            self.device, self.gone = device, False
+
+    def returned(self) -> bool:
+        """True once when the node is there again after it was seen missing."""
+        if self.device is None:
+            return False
+        if not os.path.exists(self.device):
+            self.gone = True
+            return False
+        if self.gone:
+            self.gone = False
+            return True
+        return False
 
 
 class Capture:
@@ -55,15 +124,10 @@ class Capture:
         self.open_source = open_source
         self.hub = hub
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._backoff = 0.0
+        self._lock = threading.Lock()  # guards everything below that both threads touch, and publishing
         self._offline_since: float | None = None
-        self._last_valid = time.monotonic()
-        self._reading_since: float | None = None
-        self._opening_since: float | None = None
         self._hung: str | None = None  # a read hung since the last live frame (for the watchdog)
-        self._failed_reads = 0
+        self._opening_since: float | None = None
         self._worker: threading.Thread | None = None
         self._supervisor: threading.Thread | None = None
         self.hub.set_camera(width=settings.width, height=settings.height)
@@ -73,7 +137,6 @@ class Capture:
     def start(self) -> None:
         self.hub.set_camera(state=WARMING_UP)
         self._publish_placeholder()
-        self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name="capture-supervisor", daemon=True)
         self._supervisor.start()
 
@@ -105,116 +168,164 @@ class Capture:
                 return f"the {thread.name} thread has died"
         return None
 
-    def _start_worker(self) -> None:
-        generation = self._generation
-        self._worker = threading.Thread(
-            target=self._run_worker, args=(generation,), name=f"capture-{generation}", daemon=True
-        )
-        self._worker.start()
+    # --- the supervisor -----------------------------------------------------------
 
-    # --- the worker ---------------------------------------------------------------
+    def _supervise(self) -> None:
+        backoff = 0.0
+        node = NodeWatch()
+        generation = 0
+        while not self._stop.is_set():
+            if backoff:
+                waited = self._wait_backoff(backoff, node)
+                if waited is None:
+                    return
+                if waited == "returned":
+                    backoff = 0.0  # failures right after a replug start the backoff over, from 1 s
+            source = self.open_source()
+            node.follow(getattr(source, "device", None))
+            opened = self._open(source, generation)
+            generation += 1
+            if isinstance(opened, str):
+                if node.returned():  # also notes a node that is missing now
+                    backoff = 0.0
+                why = f"cannot open: {opened}"
+                went_live = False
+            else:
+                node.gone = False
+                watched = self._watch(opened)
+                if watched is None:  # stopping
+                    return
+                with self._lock:
+                    self._worker = None  # ended or given up on: no longer a thread the watchdog should ask after
+                why, went_live = watched, opened.went_live
+            self._lost(why)
+            backoff = BACKOFF_FIRST if went_live or not backoff else min(backoff * 2, BACKOFF_MAX)
 
-    def _run_worker(self, generation: int) -> None:
-        if self._backoff:
-            log.info("reopening the camera in %.0fs", self._backoff)
-            if self._stop.wait(self._backoff):
-                return
-        source = self.open_source()
+    def _open(self, source: Source, generation: int) -> Worker | str:
+        """Open ``source`` and start a worker reading it; why not, when it fails."""
         self._opening_since = time.monotonic()
         try:
             info = source.open()
         except Exception as exc:  # a source may fail to open in any number of ways
             log.warning("cannot open %s: %s", source.description, exc)
             source.close()
-            self._lost(generation, f"cannot open: {exc}")
-            return
+            return str(exc)
         finally:
             self._opening_since = None
-        if generation != self._generation or self._stop.is_set():
-            source.close()
-            return
-        self._failed_reads = 0
-        try:
-            log.info(
-                "opened %s (%s): %dx%d at %.1f fps, %s%s",
-                source.description, info.backend, info.width, info.height, info.fps,
-                info.pixel_format or "pixels", ", JPEG passthrough" if info.passthrough else "",
-            )  # fmt: skip
-            self.hub.set_camera(
-                source=source.description, backend=info.backend, width=info.width or self.settings.width,
-                height=info.height or self.settings.height, fps=info.fps, pixel_format=info.pixel_format,
-                passthrough=info.passthrough, error="", state=WARMING_UP,
-            )  # fmt: skip
-            self._last_valid = time.monotonic()
-            self._stream(source, info, generation, self._warm_up(source, info, generation))
-        except Stopped:
-            source.close()
-        except Exception as exc:
-            if not isinstance(exc, CameraLost):
-                log.exception("capture failed")
-            source.close()  # before a new worker opens the camera again
-            self._lost(generation, str(exc))
+        log.info(
+            "opened %s (%s): %dx%d at %.1f fps, %s%s",
+            source.description, info.backend, info.width, info.height, info.fps,
+            info.pixel_format or "pixels", ", JPEG passthrough" if info.passthrough else "",
+        )  # fmt: skip
+        self.hub.set_camera(
+            source=source.description, backend=info.backend, width=info.width or self.settings.width,
+            height=info.height or self.settings.height, fps=info.fps, pixel_format=info.pixel_format,
+            passthrough=info.passthrough, error="", state=WARMING_UP,
+        )  # fmt: skip
+        worker = Worker(source, info, self._read_loop, f"capture-{generation}")
+        with self._lock:
+            self._worker = worker.thread
+        worker.thread.start()
+        return worker
 
-    def _read(self, source: Source, info: SourceInfo, generation: int) -> tuple[Captured | None, str | None]:
-        """One read and the gate's verdict; raises Stopped or CameraLost as they happen."""
-        self._reading_since = time.monotonic()
-        try:
-            frame = source.read()
-        except Exception as exc:
-            log.debug("read raised %r", exc)
-            frame = None
-        finally:
-            self._reading_since = None
-        if self._stop.is_set() or generation != self._generation:
-            raise Stopped
-        reason = gate.check(frame, info.width, info.height)
-        if reason is None:
-            self._failed_reads = 0
-            return frame, None
-        if reason == gate.READ_FAILED:
-            self._failed_reads += 1
-            if self._failed_reads >= MAX_FAILED_READS:
-                raise CameraLost(f"{self._failed_reads} reads failed in a row")
-            self._stop.wait(0.05)  # a read that fails at once must not spin
-        if time.monotonic() - self._last_valid > self.settings.stall_timeout:
-            raise CameraLost(f"no valid frame for {self.settings.stall_timeout:g}s (last: {reason})")
-        return frame, reason
+    def _watch(self, worker: Worker) -> str | None:
+        """Keep the placeholder fresh and watch for a hung read until the worker ends; why it did (None: stopping)."""
+        while not self._stop.wait(TICK):
+            if not worker.thread.is_alive():
+                return worker.lost or "the camera read ended"
+            reading_since = worker.reading_since
+            if reading_since is not None and time.monotonic() - reading_since > self.settings.stall_timeout:
+                # The worker is stuck inside a read; it cannot notice by itself.
+                with self._lock:
+                    worker.abandoned.set()
+                    self._hung = f"a camera read hung for more than {self.settings.stall_timeout:g}s"
+                return f"a read has hung for {time.monotonic() - reading_since:.1f}s"
+            self._refresh_placeholder()
+        worker.abandoned.set()
+        return None
 
-    def _warm_up(self, source: Source, info: SourceInfo, generation: int) -> tuple[WarmupResult, Captured]:
-        """Discard frames until the picture can be trusted; return the result and the first good frame."""
-        settings = self.settings
-        started = time.monotonic()
-        discarded = 0
-        delay_end = started + settings.warmup_delay
-        while time.monotonic() < delay_end:
-            frame, reason = self._read(source, info, generation)
-            discarded += 1
-            if reason is None:
-                self._last_valid = time.monotonic()
-        for _ in range(settings.warmup_frames):
-            frame, reason = self._read(source, info, generation)
-            discarded += 1
-            if reason is None:
-                self._last_valid = time.monotonic()
-        levels: list[float] = []
-        deadline = started + settings.warmup_max
+    def _wait_backoff(self, delay: float, node: NodeWatch) -> str | None:
+        """Wait out the backoff, cut short when the camera's node comes back: "elapsed", "returned", None: stopping.
+
+        A replugged USB camera should be live again within the warm-up, not at the
+        next step of a backoff that may have grown to 30 s while it was gone.
+        """
+        device = node.device
+        log.info("reopening the camera in %.0fs%s", delay, f" or as soon as {device} is back" if device else "")
+        deadline = time.monotonic() + delay
         while True:
-            frame, reason = self._read(source, info, generation)
-            if frame is None or reason is not None:
-                levels.clear()
-                discarded += 1
-                continue
-            self._last_valid = time.monotonic()
-            levels.append(gate.brightness(frame))
-            levels = levels[-SETTLE_FRAMES:]
-            settled = len(levels) == SETTLE_FRAMES and max(levels) - min(levels) <= SETTLE_SPREAD
-            if settled or time.monotonic() >= deadline:
-                result = WarmupResult(discarded, time.monotonic() - started, settled)
-                return result, frame
-            discarded += 1
+            if node.returned():
+                log.info("%s is back; reopening now", device)
+                return "returned"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "elapsed"
+            if self._stop.wait(min(TICK, left)):
+                return None
+            self._refresh_placeholder()
 
-    def _stream(self, source: Source, info: SourceInfo, generation: int, warmed: tuple[WarmupResult, Captured]) -> None:
-        result, frame = warmed
+    def _lost(self, why: str) -> None:
+        """Mark the camera offline (said once, when it was live) and show the placeholder."""
+        with self._lock:
+            was_live = self.hub.camera.state == LIVE
+            if self._offline_since is None:
+                self._offline_since = time.time()
+            self.hub.set_camera(state=OFFLINE, error=why)
+            if was_live:
+                self.hub.counters.incr("reconnects")
+                log.warning("camera lost: %s", why)
+            self._publish_placeholder()
+
+    # --- the worker ---------------------------------------------------------------
+
+    def _read_loop(self, worker: Worker) -> None:
+        """Read, gate, warm up and publish until the camera is lost; always closes the source."""
+        settings, source, info = self.settings, worker.source, worker.info
+        warm: WarmUp | None = WarmUp(settings, time.monotonic())
+        last_valid = time.monotonic()
+        failed = 0
+        try:
+            while not self._stop.is_set() and not worker.abandoned.is_set():
+                worker.reading_since = time.monotonic()
+                try:
+                    frame = source.read()
+                except Exception as exc:
+                    log.debug("read raised %r", exc)
+                    frame = None
+                worker.reading_since = None
+                if self._stop.is_set() or worker.abandoned.is_set():
+                    return
+                now = time.monotonic()
+                reason = gate.check(frame, info.width, info.height)
+                if reason is None:
+                    failed, last_valid = 0, now
+                elif reason == gate.READ_FAILED:
+                    failed += 1
+                    if failed >= MAX_FAILED_READS:
+                        worker.lost = f"{failed} reads failed in a row"
+                        return
+                    self._stop.wait(0.05)  # a read that fails at once must not spin
+                if reason is not None and now - last_valid > settings.stall_timeout:
+                    worker.lost = f"no valid frame for {settings.stall_timeout:g}s (last: {reason})"
+                    return
+                if warm is not None:
+                    result = warm.offer(frame if reason is None else None, now)
+                    if result is not None and frame is not None:
+                        self._go_live(worker, result, frame)
+                        warm = None
+                elif reason is not None:
+                    self.hub.counters.incr(f"dropped_{reason}")
+                elif frame is not None:
+                    with self._lock:
+                        if not worker.abandoned.is_set():
+                            self._publish(frame)
+        except Exception as exc:
+            log.exception("capture failed")
+            worker.lost = str(exc)
+        finally:
+            source.close()  # before the supervisor opens the camera again
+
+    def _go_live(self, worker: Worker, result: WarmupResult, frame: Captured) -> None:
         level = logging.INFO if result.settled else logging.WARNING
         log.log(
             level, "warm-up discarded %d frames in %.2fs; picture %s",
@@ -223,69 +334,34 @@ class Capture:
         self.hub.counters.incr("warmup_frames", result.frames)
         self.hub.counters.incr("warmup_seconds", result.seconds)
         with self._lock:
-            if generation != self._generation or self._stop.is_set():
-                raise Stopped
-            self._backoff = 0.0
+            if worker.abandoned.is_set():
+                return
             if self._offline_since is not None:
                 log.info("camera back after %.1fs offline", time.time() - self._offline_since)
             self._offline_since = None
+            worker.went_live = True
             self.hub.set_camera(
                 state=LIVE, warmup_frames=result.frames, warmup_seconds=round(result.seconds, 3),
                 warmup_settled=result.settled,
             )  # fmt: skip
             self._publish(frame)
-        while True:
-            captured, reason = self._read(source, info, generation)
-            if captured is None or reason is not None:
-                self.hub.counters.incr(f"dropped_{reason}")
-                continue
-            with self._lock:
-                if generation != self._generation:
-                    raise Stopped
-                self._publish(captured)
 
     def _publish(self, frame: Captured) -> None:
-        self._last_valid = time.monotonic()
+        """A live frame (the caller holds the lock)."""
         self._hung = None
         self.hub.counters.incr("frames_captured")
         self.hub.publish(pixels=frame.pixels, jpeg=frame.jpeg, timestamp=frame.timestamp)
 
-    # --- losing the camera --------------------------------------------------------
+    # --- the placeholder ------------------------------------------------------------
 
-    def _lost(self, generation: int, why: str) -> None:
-        """Mark the camera offline and hand over to a new worker, unless stopping."""
-        with self._lock:
-            if generation != self._generation or self._stop.is_set():
-                return
-            self._generation += 1
-            was_live = self.hub.camera.state == LIVE
-            if self._offline_since is None:
-                self._offline_since = time.time()
-            self._backoff = BACKOFF_FIRST if not self._backoff else min(self._backoff * 2, BACKOFF_MAX)
-            self.hub.set_camera(state=OFFLINE, error=why)
-            if was_live:
-                self.hub.counters.incr("reconnects")
-                log.warning("camera lost: %s", why)
-            self._publish_placeholder()
-            self._start_worker()
-
-    def _supervise(self) -> None:
-        while not self._stop.wait(PLACEHOLDER_INTERVAL / 2):
-            reading_since = self._reading_since
-            if reading_since is not None:
-                hung_for = time.monotonic() - reading_since
-                if hung_for > self.settings.stall_timeout:
-                    # The worker is stuck inside a read; it cannot notice by itself.
-                    self._hung = f"a camera read hung for more than {self.settings.stall_timeout:g}s"
-                    self._reading_since = None  # that worker is given up on: report its hang once
-                    self._lost(self._generation, f"a read has hung for {hung_for:.1f}s")
-            if self.hub.camera.state == LIVE:
-                continue
-            latest = self.hub.latest
-            if latest is None or latest.age >= PLACEHOLDER_INTERVAL:
-                with self._lock:
-                    if self.hub.camera.state != LIVE:
-                        self._publish_placeholder()
+    def _refresh_placeholder(self) -> None:
+        if self.hub.camera.state == LIVE:
+            return
+        latest = self.hub.latest
+        if latest is None or latest.age >= PLACEHOLDER_INTERVAL:
+            with self._lock:
+                if self.hub.camera.state != LIVE:
+                    self._publish_placeholder()
 
     def _publish_placeholder(self) -> None:
         camera = self.hub.camera

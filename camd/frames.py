@@ -97,7 +97,8 @@ class Frame:
         with self._lock:
             if self._pixels is None:
                 assert self._jpeg is not None
-                decoded = cv2.imdecode(np.frombuffer(self._jpeg, np.uint8), cv2.IMREAD_COLOR)
+                # imdecode raises on an empty buffer rather than returning None.
+                decoded = cv2.imdecode(np.frombuffer(self._jpeg, np.uint8), cv2.IMREAD_COLOR) if self._jpeg else None
                 if decoded is None:
                     raise ValueError("the JPEG does not decode")
                 self._counters.incr("jpeg_decodes")

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from camd.settings import FIELDS, Settings, SettingsError
+from camd.settings import FIELDS, Settings, SettingsError, format_duration, is_duration
 
 log = logging.getLogger(__name__)
 
@@ -114,4 +114,7 @@ def _verbosity(level: str) -> int:
 
 
 def _describe(names: list[str], old: dict[str, Any], new: dict[str, Any]) -> str:
-    return ", ".join(f"{name} {old[name]!r} -> {new[name]!r}" for name in names)
+    def shown(name: str, value: Any) -> str:
+        return format_duration(value) if is_duration(name) else repr(value)  # 10m, as it was written
+
+    return ", ".join(f"{name} {shown(name, old[name])} -> {shown(name, new[name])}" for name in names)

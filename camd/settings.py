@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camd.redact import redact_url
+
 DEFAULT_CONFIG = Path("/etc/camd/camd.toml")
 ENV_PREFIX = "CAMD_"
 
@@ -30,24 +32,48 @@ class SettingsError(ValueError):
 # Each takes the raw value (a str from a flag or the environment, or a TOML value)
 # and returns the typed value or raises ValueError with what is allowed.
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(raw: Any) -> float:
-    """Seconds from ``90``, ``1.5``, ``250ms``, ``90s``, ``5m``, ``12h`` or ``7d``."""
+    """Seconds from ``90``, ``1.5``, ``250ms``, ``90s``, ``5m``, ``12h``, ``7d`` or ``1h30m``."""
     if isinstance(raw, bool):
         raise ValueError("a duration such as 90s, 5m, 12h or 7d")
     if isinstance(raw, int | float):
         value = float(raw)
     else:
-        match = _DURATION.match(str(raw))
-        if not match:
+        text = str(raw).strip()
+        if _NUMBER.fullmatch(text):
+            value = float(text)
+        elif _DURATION.fullmatch(text):
+            value = sum(float(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+        else:
             raise ValueError("a duration such as 90s, 5m, 12h or 7d")
-        value = float(match.group(1)) * _UNITS[match.group(2)]
     if not math.isfinite(value) or value < 0:
         raise ValueError("a duration such as 90s, 5m, 12h or 7d")
     return value
+
+
+_SHOWN_UNITS = (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as people write it: ``5m``, ``7d``, ``1h30m``, ``2.5s``, ``250ms`` (reads back to the same value)."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms" if seconds else "0s"
+    parts: list[str] = []
+    rest = seconds
+    for unit, size in _SHOWN_UNITS[:-1]:
+        count = math.floor(rest / size)
+        if count:
+            parts.append(f"{count}{unit}")
+            rest -= count * size
+    if rest:
+        parts.append(f"{round(rest, 3):g}s")
+    return "".join(parts)
 
 
 def parse_int(raw: Any) -> int:
@@ -111,6 +137,41 @@ def choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
+def parse_rotation(raw: Any) -> int:
+    text = str(raw).strip()
+    if isinstance(raw, bool) or text not in ("0", "90", "180", "270"):
+        raise ValueError("0, 90, 180 or 270 (degrees clockwise)")
+    return int(text)
+
+
+def parse_optional_bool(raw: Any) -> bool | None:
+    """on/off, or ``camera`` (the default): leave the camera's own setting."""
+    if isinstance(raw, str) and raw.strip().lower() in ("camera", ""):
+        return None
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise ValueError("on, off or camera (leave the camera's own)") from None
+
+
+def parse_optional_int(raw: Any) -> int | None:
+    if isinstance(raw, str) and raw.strip().lower() in ("camera", ""):
+        return None
+    try:
+        return parse_int(raw)
+    except ValueError:
+        raise ValueError("a whole number, or camera (leave the camera's own)") from None
+
+
+def parse_power_line(raw: Any) -> str | None:
+    text = str(raw).strip().lower().removesuffix("hz").strip()
+    if isinstance(raw, str) and text in ("camera", ""):
+        return None
+    if isinstance(raw, bool) or text not in ("50", "60", "off", "auto"):
+        raise ValueError("50, 60, off, auto, or camera (leave the camera's own)")
+    return text
+
+
 def parse_fourcc(raw: Any) -> str:
     text = str(raw).strip()
     if text.lower() == "auto":
@@ -157,6 +218,46 @@ class Settings:
     passthrough: str = _setting(
         "auto", choice("auto", "on", "off"), "serve a JPEG source's bytes as they are: auto, on, off"
     )
+    rotate: int = _setting(
+        0,
+        parse_rotation,
+        "turn the picture clockwise by 0, 90, 180 or 270 degrees (not 0: no JPEG passthrough)",
+        metavar="DEGREES",
+    )
+    flip: str = _setting(
+        "none",
+        choice("none", "horizontal", "vertical"),
+        "mirror the picture: none, horizontal, vertical (not none: no JPEG passthrough)",
+    )
+    power_line_frequency: str | None = _setting(
+        None,
+        parse_power_line,
+        "mains frequency, against flicker: 50, 60, off, auto (default: the camera's own)",
+        metavar="HZ",
+    )
+    auto_exposure: bool | None = _setting(
+        None, parse_optional_bool, "automatic exposure: on, off (default: the camera's own)", metavar="ON|OFF"
+    )
+    exposure: int | None = _setting(
+        None, parse_optional_int,
+        "fixed exposure time in units of 100 microseconds (turns auto_exposure off; default: the camera's own)",
+        low=1, high=100000, metavar="N",
+    )  # fmt: skip
+    brightness: int | None = _setting(
+        None, parse_optional_int, "brightness, in the camera's own range (see camd probe; default: the camera's own)",
+        low=-100000, high=100000, metavar="N",
+    )  # fmt: skip
+    auto_white_balance: bool | None = _setting(
+        None, parse_optional_bool, "automatic white balance: on, off (default: the camera's own)", metavar="ON|OFF"
+    )
+    focus: int | None = _setting(
+        None, parse_optional_int,
+        "fixed focus, in the camera's own range (turns autofocus off; see camd probe; default: the camera's own)",
+        low=0, high=100000, metavar="N",
+    )  # fmt: skip
+    autofocus: bool | None = _setting(
+        None, parse_optional_bool, "continuous autofocus: on, off (default: the camera's own)", metavar="ON|OFF"
+    )
     jpeg_quality: int = _setting(80, parse_int, "quality of the JPEGs camd encodes", low=1, high=100)
     warmup_delay: float = _setting(2.0, parse_duration, "seconds of frames to discard after open", high=300)
     warmup_frames: int = _setting(13, parse_int, "frames to discard after the delay", low=0, high=10000)
@@ -166,7 +267,7 @@ class Settings:
     )
     max_clients: int = _setting(64, parse_int, "concurrent stream viewers", low=1, high=10000)
     stills_interval: float = _setting(
-        300.0, parse_duration, "save a still every so often, on the clock", low=1, high=7 * 86400
+        300.0, parse_duration, "save a still every so often, on the clock (0: only when asked)", high=7 * 86400
     )
     stills_dir: Path | None = _setting(None, parse_path, "where stills go [<state_dir>/stills]")
     stills_quality: int = _setting(90, parse_int, "JPEG quality of stills", low=1, high=100)
@@ -209,14 +310,39 @@ class Settings:
         view["source"] = redact_url(self.source)
         return view
 
+    def describe(self, only_changed: bool = False) -> str:
+        """``name=value`` pairs as people write them (``stills_interval=5m``), for the log; no secrets."""
+        pairs = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if only_changed and value == f.default:
+                continue
+            pairs.append(f"{f.name}={show(f.name, value)}")
+        return " ".join(pairs)
+
+
+def is_duration(name: str) -> bool:
+    return FIELDS[name].metadata["parse"] is parse_duration
+
+
+def show(name: str, value: Any) -> str:
+    """One setting's value as it would be written in a flag: durations in units, on/off, quoted text."""
+    if value is None:
+        return "none"
+    if name == "source":
+        value = redact_url(value)
+    if is_duration(name):
+        return format_duration(value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    return repr(text) if (not text or any(ch.isspace() for ch in text)) else text
+
 
 def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Settings)}
@@ -233,6 +359,9 @@ def env_name(name: str) -> str:
 def describe_range(name: str) -> str:
     meta = FIELDS[name].metadata
     low, high = meta["low"], meta["high"]
+    if is_duration(name):
+        low = format_duration(low) if low is not None else None
+        high = format_duration(high) if high is not None else None
     if low is not None and high is not None:
         return f"{_fmt(low)} to {_fmt(high)}"
     if low is not None:
@@ -242,7 +371,9 @@ def describe_range(name: str) -> str:
     return ""
 
 
-def _fmt(number: float) -> str:
+def _fmt(number: float | str) -> str:
+    if isinstance(number, str):
+        return number
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
@@ -324,5 +455,11 @@ def _check_together(settings: Settings) -> None:
         path = getattr(settings, name)
         if path is not None and not path.is_file():
             raise SettingsError(f"{name}={str(path)!r}: no such file")
+    if settings.exposure is not None and settings.auto_exposure:
+        raise SettingsError("exposure and auto_exposure=on: a fixed exposure needs auto_exposure off (or unset)")
+    if settings.focus is not None and settings.autofocus:
+        raise SettingsError("focus and autofocus=on: a fixed focus needs autofocus off (or unset)")
+    if settings.passthrough == "on" and (settings.rotate or settings.flip != "none"):
+        raise SettingsError("passthrough=on cannot rotate or flip the picture: that needs its pixels; use auto or off")
     if not settings.host.strip():
         raise SettingsError("host='': give an address such as 0.0.0.0 or 127.0.0.1")

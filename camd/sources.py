@@ -7,11 +7,9 @@ Every source has the same small interface: ``open()`` returns what was opened,
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +18,15 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from camd.settings import Settings, SettingsError, redact_url
+from camd import controls, v4l2
+from camd.redact import redact_url
+from camd.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
+
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    # OpenCV's own "[ WARN:0@0.1] ..." lines would repeat what camd logs, in another format.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 OPEN_TIMEOUT_MS = 5000
@@ -166,6 +170,7 @@ class OpenCVSource:
     """Shared reading for sources that OpenCV opens; subclasses say how to open."""
 
     description = ""
+    device: str | None = None  # the V4L2 node behind the source, watched for its return after an unplug
 
     def __init__(self, passthrough: str) -> None:
         self.passthrough = passthrough
@@ -175,6 +180,9 @@ class OpenCVSource:
     def _open_capture(self) -> cv2.VideoCapture:
         raise NotImplementedError
 
+    def _why_not_opened(self) -> str:
+        return f"cannot open {self.description}"
+
     def _raw_mode(self, cap: cv2.VideoCapture) -> bool:
         """Switch the capture to handing out compressed packets; True if it worked."""
         raise NotImplementedError
@@ -183,7 +191,7 @@ class OpenCVSource:
         cap = self._open_capture()
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"cannot open {self.description}")
+            raise SourceError(self._why_not_opened())
         codec = fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
         raw = False
         if self.passthrough != "off" and is_jpeg_codec(codec):
@@ -264,16 +272,17 @@ class FFmpegSource(OpenCVSource):
 
 
 class V4L2Source(OpenCVSource):
-    """A V4L2 camera: asks for size, rate and format, with the smallest driver queue."""
+    """A V4L2 camera: asks for size, rate and format, with the smallest driver queue, and sets its controls."""
 
-    def __init__(self, device: str, settings: Settings) -> None:
-        super().__init__(settings.passthrough)
-        self.device = device
+    def __init__(self, device: str, settings: Settings, passthrough: str | None = None) -> None:
+        super().__init__(settings.passthrough if passthrough is None else passthrough)
+        self.node = device
+        self.device = f"/dev/video{device}" if device.isdigit() else device
         self.description = device
         self.settings = settings
 
     def _open_capture(self) -> cv2.VideoCapture:
-        target: int | str = int(self.device) if self.device.isdigit() else self.device
+        target: int | str = int(self.node) if self.node.isdigit() else self.node
         cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
         if not cap.isOpened():
             return cap
@@ -287,7 +296,26 @@ class V4L2Source(OpenCVSource):
         cap.set(cv2.CAP_PROP_FPS, self.settings.fps)
         # One buffer in the driver: a frame read is the newest one, never a stale queue.
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        camera_controls = controls.for_settings(self.settings)
+        if (width, height) != (self.settings.width, self.settings.height):
+            asked = f"{self.settings.width}x{self.settings.height}"
+            message = f"{self.description} has no {asked}; it gives {width}x{height} (camd probe lists its sizes)"
+            camera_controls.warn_once("size", message, log)
+        camera_controls.apply(self.node_path, cap)
         return cap
+
+    def _why_not_opened(self) -> str:
+        path = self.node_path
+        if not os.path.exists(path):
+            return f"{path}: no such device (unplugged?)"
+        if v4l2.busy(path):
+            return f"{path} is busy: another program (or a hung read) holds it; fuser -v {path} shows which"
+        return f"cannot open {path}"
+
+    @property
+    def node_path(self) -> str:
+        return f"/dev/video{self.node}" if self.node.isdigit() else self.node
 
     def _raw_mode(self, cap: cv2.VideoCapture) -> bool:
         # The V4L2 backend hands out the driver's MJPG buffer as-is without RGB conversion.
@@ -298,47 +326,113 @@ class V4L2Source(OpenCVSource):
 
 
 def v4l2_devices() -> list[str]:
-    return sorted(glob.glob("/dev/video[0-9]*"), key=lambda p: int(re.sub(r"\D", "", p) or 0))
+    return v4l2.devices()
+
+
+def capture_nodes() -> list[str]:
+    """The V4L2 nodes that capture video; a UVC camera's metadata-only node is skipped, and said so."""
+    nodes = []
+    for device in v4l2.devices():
+        try:
+            capture, kind = v4l2.is_capture_node(device)
+        except OSError as exc:
+            log.info("skipping %s: %s", device, exc.strerror or exc)
+            continue
+        if capture:
+            nodes.append(device)
+        else:
+            log.info("skipping %s: %s", device, kind)
+    return nodes
 
 
 def find_camera(settings: Settings) -> Source | None:
     """The first V4L2 camera that opens and gives a frame, or None."""
-    for device in v4l2_devices():
-        camera = V4L2Source(device, settings)
+    for device in capture_nodes():
+        camera = make_source(settings, device=device)
         try:
             camera.open()
             ok = camera.read() is not None
-        except SourceError:
+        except SourceError as exc:
+            log.info("%s: %s", device, exc)
             ok = False
         finally:
             camera.close()
         if ok:
             return camera
-        log.debug("%s did not give a frame; trying the next device", device)
+        log.info("%s did not give a frame; trying the next device", device)
     return None
 
 
-def make_source(settings: Settings) -> Source:
-    """The source that ``settings.source`` names; raises SettingsError for a bad spec."""
+def make_source(settings: Settings, device: str | None = None) -> Source:
+    """The source that ``settings.source`` names (or ``device``, the camera ``auto`` chose before).
+
+    Raises SettingsError for a bad spec.
+    """
     spec = settings.source.strip()
-    if spec == "test":
-        return TestPatternSource(settings.width, settings.height, settings.fps)
-    if spec == "auto":
+    turned = bool(settings.rotate or settings.flip != "none")
+    # Rotating or mirroring needs pixels: the camera's JPEG bytes cannot be passed through.
+    passthrough = "off" if turned else settings.passthrough
+    source: Source
+    if device is not None or spec.isdigit() or spec.startswith("/dev/"):
+        source = V4L2Source(device or spec, settings, passthrough)
+    elif spec == "test":
+        source = TestPatternSource(settings.width, settings.height, settings.fps)
+    elif spec == "auto":
         camera = find_camera(settings)
-        if camera is not None:
-            log.info("source auto: using %s", camera.description)
-            return camera
-        log.warning("source auto: no V4L2 camera opened; streaming the built-in test pattern")
-        return TestPatternSource(settings.width, settings.height, settings.fps)
-    if spec.isdigit() or spec.startswith("/dev/"):
-        return V4L2Source(spec, settings)
-    if spec.lower().startswith(NETWORK_SCHEMES):
-        return FFmpegSource(spec, recording=False, passthrough=settings.passthrough, fps=settings.fps)
-    path = spec[len("file:") :] if spec.startswith("file:") else spec
-    if spec.startswith("file:") or os.path.sep in spec or Path(spec).suffix:
+        if camera is None:
+            log.warning("source auto: no V4L2 camera opened; streaming the built-in test pattern")
+            return TestPatternSource(settings.width, settings.height, settings.fps)
+        log.info("source auto: using %s", camera.description)
+        return camera
+    elif spec.lower().startswith(NETWORK_SCHEMES):
+        source = FFmpegSource(spec, recording=False, passthrough=passthrough, fps=settings.fps)
+    else:
+        path = spec[len("file:") :] if spec.startswith("file:") else spec
+        if not (spec.startswith("file:") or os.path.sep in spec or Path(spec).suffix):
+            raise SettingsError(
+                f"source={redact_url(spec)!r} is not valid: "
+                "expected auto, test, /dev/videoN, N, file:PATH, rtsp://... or http://..."
+            )
         if not Path(path).is_file():
-            raise SettingsError(f"source={spec!r}: no such file")
-        return FFmpegSource(path, recording=True, passthrough=settings.passthrough, fps=settings.fps)
-    raise SettingsError(
-        f"source={spec!r} is not valid: expected auto, test, /dev/videoN, N, file:PATH, rtsp://... or http://..."
-    )
+            raise SettingsError(f"source={redact_url(spec)!r}: no such file")
+        source = FFmpegSource(path, recording=True, passthrough=passthrough, fps=settings.fps)
+    return Oriented(source, settings.rotate, settings.flip) if turned else source
+
+
+# --- rotating and mirroring ------------------------------------------------------------------
+
+_ROTATIONS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+_FLIPS = {"horizontal": 1, "vertical": 0}
+
+
+class Oriented:
+    """A source whose picture is turned (``rotate``) and mirrored (``flip``) as the camera is mounted."""
+
+    def __init__(self, inner: Source, rotate: int, flip: str) -> None:
+        self.inner = inner
+        self.rotate, self.flip = rotate, flip
+        self.description = inner.description
+        self.device: str | None = getattr(inner, "device", None)
+
+    def open(self) -> SourceInfo:
+        info = self.inner.open()
+        width, height = (info.height, info.width) if self.rotate in (90, 270) else (info.width, info.height)
+        return SourceInfo(info.backend, width, height, info.fps, info.pixel_format, passthrough=False)
+
+    def read(self) -> Captured | None:
+        frame = self.inner.read()
+        if frame is None:
+            return None
+        pixels = frame.pixels
+        if pixels is None and frame.jpeg is not None:
+            pixels = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if pixels is None:
+            return None
+        if self.flip in _FLIPS:
+            pixels = cv2.flip(pixels, _FLIPS[self.flip])
+        if self.rotate in _ROTATIONS:
+            pixels = cv2.rotate(pixels, _ROTATIONS[self.rotate])
+        return Captured(frame.timestamp, pixels=pixels)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -27,7 +27,7 @@ import numpy as np
 from camd import gate, retention
 from camd.frames import Frame
 from camd.hub import LIVE, Hub
-from camd.settings import Settings
+from camd.settings import Settings, format_duration
 from camd.stills_index import (
     MAX_SUFFIX,
     Still,
@@ -57,17 +57,11 @@ class StillError(Exception):
     """Saving failed (disk trouble); the message says why."""
 
 
-def url_of(still: Still) -> str:
-    return f"/stills/{still.day}/{still.name}"
-
-
 def describe(still: Still) -> dict[str, Any]:
-    """A still as the API and the status show it."""
+    """A still as plain values for the status (the web app adds its URLs: the pipeline knows no HTTP)."""
     return {
         "name": still.name,
         "day": still.day,
-        "url": url_of(still),
-        "thumb": url_of(still) + "?thumb=1",
         "time": still.time,
         "iso": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(still.time)),
         "size": still.size,
@@ -75,9 +69,18 @@ def describe(still: Still) -> dict[str, Any]:
 
 
 def next_slot(now: float, interval: float) -> float:
-    """The first point of the local wall-clock grid of ``interval`` after ``now``."""
+    """The first point of the local wall-clock grid of ``interval`` after ``now``; never with ``interval`` 0 (off)."""
+    if interval <= 0:
+        return math.inf
     offset = time.localtime(now).tm_gmtoff
     return (math.floor((now + offset) / interval) + 1) * interval - offset
+
+
+def schedule_text(interval: float) -> str:
+    """``one every 5m``, or that periodic stills are off, for the log and the pages."""
+    if interval <= 0:
+        return "periodic stills off (SIGUSR1 and the API still take one)"
+    return f"one every {format_duration(interval)}"
 
 
 def draw_banner(pixels: np.ndarray, when: float, title: str = "") -> np.ndarray:
@@ -238,7 +241,7 @@ class StillsWriter:
         changes = {name: getattr(settings, name) for name in STILLS_FIELDS}
         self.settings = dataclasses.replace(self.settings, **changes)
         self.limits = limits_of(self.settings)
-        log.info("stills: one every %gs; %s", self.settings.stills_interval, self.limits)
+        log.info("stills: %s; %s", schedule_text(self.settings.stills_interval), self.limits)
         self._changed.set()
         self._wake.set()
 
@@ -254,8 +257,9 @@ class StillsWriter:
         started = time.monotonic()
         self.index.replace(scan(self.root))
         log.info(
-            "stills: %d in %s (%.1f MB, indexed in %.0f ms); one every %gs", self.index.count(), self.root,
-            self.index.total_bytes / retention.MB, (time.monotonic() - started) * 1000, self.settings.stills_interval,
+            "stills: %d in %s (%.1f MB, indexed in %.0f ms); %s", self.index.count(), self.root,
+            self.index.total_bytes / retention.MB, (time.monotonic() - started) * 1000,
+            schedule_text(self.settings.stills_interval),
         )  # fmt: skip
 
     def _run(self) -> None:
@@ -334,7 +338,7 @@ class StillsWriter:
         Raises NoPicture when there is no fresh live frame, StillError when the
         disk refuses it.
         """
-        wait = min(MAX_FRESH_WAIT, self.settings.stills_interval / 2)
+        wait = min(MAX_FRESH_WAIT, self.settings.stills_interval / 2 or MAX_FRESH_WAIT)
         frame = self.fresh_frame(wait, not_before=slot or 0.0)
         jpeg = encode_still(frame, self.settings.stills_quality, self.settings.stills_banner, self.settings.title)
         when = slot if slot is not None else frame.timestamp
@@ -397,6 +401,6 @@ class StillsWriter:
             "skipped": self.hub.counters.get("stills_skipped"),
             "last_error": self._last_error,
             "interval": self.settings.stills_interval,
-            "next": self._next,
+            "next": self._next if math.isfinite(self._next) else None,
             "dir": str(self.root),
         }

@@ -29,10 +29,23 @@ REMEMBER_SECONDS = 600.0
 REMEMBER_MAX = 512
 STAT_EVERY = 1.0
 INITIAL_PASSWORD_FILE = "initial-password"
+MAX_HASHES = 2  # slow hashes at once in the whole process: each takes tens of MiB (scrypt) and a core
+HASH_WAIT = 2.0  # seconds a check waits for a hash slot before it gives up
+
+# Process-wide on purpose: the memory and cores a hash uses are the process's, whatever Users asks.
+HASH_SLOTS = threading.BoundedSemaphore(MAX_HASHES)
+
+# Beside the password, the user it belongs to: only changing that user's password makes the file stale.
+INITIAL_USER_FILE = "initial-password.user"
+FIRST_USER = "admin"
 
 
 class UsersError(ValueError):
     """A user name or the users file is not usable."""
+
+
+class Busy(Exception):
+    """Every hash slot stayed taken for ``HASH_WAIT`` seconds: the password was not checked (try again)."""
 
 
 def check_name(name: str) -> str:
@@ -120,20 +133,59 @@ def check_private(path: Path) -> None:
         )
 
 
+def new_password() -> str:
+    """A random password that is safe to paste after a command: it never starts with ``-`` or ``_``."""
+    while True:
+        password = secrets.token_urlsafe(12)
+        if password[0].isalnum():
+            return password
+
+
 def ensure_first_user(path: Path) -> str | None:
     """On a first start with no users, create ``admin`` and return its new password."""
     if read_users(path):
         return None
-    password = secrets.token_urlsafe(12)
-    set_password(path, "admin", password)
+    password = new_password()
+    set_password(path, FIRST_USER, password)
     return password
+
+
+def write_initial_password(state_dir: Path, user: str, password: str) -> Path:
+    """Keep the first password where its owner can find it (mode 0600) until it is changed."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / INITIAL_PASSWORD_FILE
+    for name, text in ((INITIAL_USER_FILE, user), (INITIAL_PASSWORD_FILE, password)):
+        fd = os.open(state_dir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text + "\n")
+    return path
+
+
+def initial_password_user(state_dir: Path) -> str | None:
+    """The user whose first password is still in the state directory, or None when there is none."""
+    if not (state_dir / INITIAL_PASSWORD_FILE).is_file():
+        return None
+    try:
+        return (state_dir / INITIAL_USER_FILE).read_text(encoding="utf-8").strip() or FIRST_USER
+    except (OSError, UnicodeDecodeError):
+        return FIRST_USER  # written before the owner was recorded beside it: always the first user
+
+
+def forget_initial_password(state_dir: Path, user: str) -> bool:
+    """Remove the first password once ``user``, its owner, has a new one; other users leave it alone."""
+    if initial_password_user(state_dir) != user:
+        return False
+    (state_dir / INITIAL_PASSWORD_FILE).unlink(missing_ok=True)
+    (state_dir / INITIAL_USER_FILE).unlink(missing_ok=True)
+    return True
 
 
 class Users:
     """The users that may log in, kept in step with the file, with remembered logins."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, slots: threading.Semaphore = HASH_SLOTS, hash_wait: float = HASH_WAIT) -> None:
         self.path = path
+        self.slots, self.hash_wait = slots, hash_wait
         self._users: dict[str, str] = {}
         self._signature: tuple[int, int, int, int] | None = None
         self._checked_at = 0.0
@@ -181,28 +233,52 @@ class Users:
         return self._users
 
     def verify(self, name: str, password: str) -> bool:
-        """True when the credentials match; costs a slow hash only on a first login."""
+        """True when the credentials match; costs a slow hash only on a first login.
+
+        At most ``MAX_HASHES`` slow hashes run at once in the process; a check
+        that gets no slot within ``hash_wait`` seconds raises Busy.
+        """
         users = self._fresh()
-        digest = hmac.new(self._key, f"{name}\0{password}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+        digest = self._digest(name, password)
         if self._remembered_ok(digest, name, users):
             return True
+        deadline = time.monotonic() + self.hash_wait
         # One slow hash per set of credentials at a time: a page of viewers that
         # connect together wait for the first check and then find it remembered.
         with self._lock:
             gate = self._inflight.setdefault(digest, threading.Lock())
-        with gate:
+        if not gate.acquire(timeout=self.hash_wait):
+            raise Busy("another check of the same credentials is still running")
+        try:
             if self._remembered_ok(digest, name, users):
                 return True
-            stored = users.get(name)
-            # An unknown user costs the same slow hash as a wrong password.
-            ok = check_password_hash(stored or _dummy_hash(), password) and stored is not None
-            with self._lock:
-                self._inflight.pop(digest, None)
-                if ok and stored is not None:
+            if not self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise Busy(f"{MAX_HASHES} password checks are already running")
+            try:
+                stored = users.get(name)
+                # An unknown user costs the same slow hash as a wrong password.
+                ok = check_password_hash(stored or _dummy_hash(), password) and stored is not None
+            finally:
+                self.slots.release()
+            if ok and stored is not None:
+                with self._lock:
                     self._remembered[digest] = (time.monotonic() + REMEMBER_SECONDS, name, stored)
                     while len(self._remembered) > REMEMBER_MAX:
                         self._remembered.popitem(last=False)
             return ok
+        finally:
+            with self._lock:
+                if self._inflight.get(digest) is gate:
+                    del self._inflight[digest]
+            gate.release()
+
+    def _digest(self, name: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{name}\0{password}".encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+
+    def remembered(self, name: str, password: str) -> bool:
+        """True when these credentials were verified a short while ago (an HMAC, no slow hash)."""
+        digest = self._digest(name, password)
+        return self._remembered_ok(digest, name, self._fresh())
 
     def _remembered_ok(self, digest: bytes, name: str, users: dict[str, str]) -> bool:
         with self._lock:

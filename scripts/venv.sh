@@ -6,18 +6,29 @@ ensure_venv() {
       echo "camd: python3 cannot create a venv; install it with: sudo apt-get install python3-venv" >&2
       exit 1
     fi
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   fi
-  local stamp=.venv/.camd-requirements
-  local want
-  want=$(cat "$@" pyproject.toml | sha256sum | cut -d' ' -f1)
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "camd: installing Python packages into .venv ..." >&2
-    .venv/bin/python -m pip install --quiet --upgrade pip
+  # One stamp per requirement file (and one for camd itself), so that start.sh and test.sh,
+  # which ask for different sets, share one venv without reinstalling each other's packages.
+  local stamps=.venv/.camd-stamps
+  mkdir -p "$stamps"
+  rm -f .venv/.camd-requirements # the single stamp of before, which each script overwrote with its own set
+  local file want todo=()
+  for file in "$@"; do
+    want=$(sha256sum < "$file" | cut -d' ' -f1)
+    [ "$(cat "$stamps/$file" 2>/dev/null)" = "$want" ] || todo+=("$file")
+  done
+  if [ ${#todo[@]} -gt 0 ]; then
+    echo "camd: installing Python packages into .venv (${todo[*]}) ..." >&2
     local args=()
-    for file in "$@"; do args+=(-r "$file"); done
-    .venv/bin/python -m pip install --quiet "${args[@]}"
-    .venv/bin/python -m pip install --quiet --no-deps -e .
-    echo "$want" > "$stamp"
+    for file in "${todo[@]}"; do args+=(-r "$file"); done
+    .venv/bin/python -m pip install --disable-pip-version-check "${args[@]}"
+    for file in "${todo[@]}"; do sha256sum < "$file" | cut -d' ' -f1 > "$stamps/$file"; done
+  fi
+  want=$(sha256sum < pyproject.toml | cut -d' ' -f1)
+  if [ "$(cat "$stamps/pyproject.toml" 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/camd ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+    echo "$want" > "$stamps/pyproject.toml"
   fi
 }
 

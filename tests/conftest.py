@@ -61,6 +61,7 @@ class Daemon:
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     module: str = "camd"  # what ``python -m`` runs: tests.faults wraps camd with fault injection
+    wrapper: tuple[str, ...] = ()  # a command that execs camd, e.g. ``prlimit --nofile=256:256 --``
     proc: subprocess.Popen[str] | None = None
     port: int = 0
     lines: list[str] = field(default_factory=list)
@@ -85,7 +86,7 @@ class Daemon:
         if "NOTIFY_SOCKET" not in self.env:
             env.pop("NOTIFY_SOCKET", None)  # the test's own runner may be under systemd
         command = [
-            sys.executable, "-m", self.module, "run", "--host", "127.0.0.1", "--port", "0",
+            *self.wrapper, sys.executable, "-m", self.module, "run", "--host", "127.0.0.1", "--port", "0",
             "--state-dir", str(self.state_dir), *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
@@ -148,10 +149,12 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """Start camd processes with extra arguments; every one is stopped after the test."""
     started: list[Daemon] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, wait_healthy: bool = True) -> Daemon:
+    def start(
+        *args: str, env: dict[str, str] | None = None, wait_healthy: bool = True, wrapper: tuple[str, ...] = ()
+    ) -> Daemon:
         state = tmp_path / f"state{len(started)}"
         state.mkdir()
-        daemon = Daemon(state, args, env or {})
+        daemon = Daemon(state, args, env or {}, wrapper=wrapper)
         started.append(daemon)
         return daemon.start(wait_healthy=wait_healthy)
 

@@ -43,6 +43,7 @@ class FaultySource:
         self.inner = inner
         self.control = control
         self.description = inner.description
+        self.device: str | None = getattr(inner, "device", None)
         self._count = 0
 
     def mode(self) -> str:
@@ -113,8 +114,8 @@ def main() -> int:
     control = Path(os.environ[ENV])
     real = sources.make_source
 
-    def make_source(settings: Settings) -> Source:
-        return FaultySource(real(settings), control)
+    def make_source(settings: Settings, device: str | None = None) -> Source:
+        return FaultySource(real(settings, device=device), control)
 
     sources.make_source = make_source  # camd.__main__.run looks it up when it starts
     from camd.__main__ import main as camd_main

@@ -83,6 +83,7 @@ def test_live_page_reconnects_by_itself_when_the_daemon_comes_back(
     second = daemon_factory(*args)  # the same port, as after a restart by systemd
     assert second.port == first.port
     wait_until(lambda: page.evaluate(CANVAS_LOOK)["frames"] >= drawn + 5, 20, what="frames from the new daemon")
-    assert page.locator("#status").inner_text().startswith("Live")
+    # "Live" once the new daemon's camera says so (its warm-up frames show as "Warming up").
+    wait_until(lambda: page.locator("#status").inner_text().startswith("Live"), 5, what="'Live'")
     assert (page.evaluate(CANVAS_LOOK)["width"], page.evaluate(CANVAS_LOOK)["height"]) == (320, 240)
     context.close()

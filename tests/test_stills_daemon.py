@@ -165,7 +165,7 @@ def test_file_http_semantics(daemon_factory: Callable[..., Daemon]) -> None:
     response = daemon.get(url)
     assert response.status_code == 200 and response.content == data and item["size"] == len(data)
     assert response.headers["Content-Type"] == "image/jpeg"
-    assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "Content-Disposition" not in response.headers
     etag = response.headers["ETag"]

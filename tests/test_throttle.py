@@ -76,7 +76,7 @@ def test_table_stays_bounded_under_a_flood_of_addresses() -> None:
     each = elapsed * 1e6 / 100_000
     print(f"\nthrottle: 100000 distinct addresses -> {len(throttle)} entries kept, {each:.1f} us each")
     assert len(throttle) == 1000
-    # A blocked address that keeps trying stays at the fresh end of the LRU.
+    # A blocked address is never the one pushed out by newcomers.
     for _ in range(ALLOWED_FAILURES + 1):
         throttle.failed("192.0.2.1")
     for number in range(999):

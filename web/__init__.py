@@ -17,12 +17,13 @@ def create_app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, **ext
 
     ``extra`` carries optional collaborators (``stills``, ...) that blueprints look up by name.
     """
-    from web import api, auth, headers, metrics, pages, stream
+    from web import api, auth, errors, headers, metrics, pages, stream
     from web.context import Camd
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
     app.extensions["camd"] = Camd(settings=settings, hub=hub, fanout=fanout, users=users, extra=extra)
+    errors.init_app(app)
     auth.init_app(app)
     headers.init_app(app)
     app.register_blueprint(pages.bp)

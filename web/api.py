@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 import camd as camd_package
 from camd.hub import LIVE, OFFLINE
@@ -57,8 +58,11 @@ def status() -> Response:
         "uptime": round(time.time() - hub.started, 1),
         "version": camd_package.__version__,
     }
+    # A part's status is plain values; the web side may add to it (a blueprint's URLs, say).
+    views: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = current_app.extensions.get("camd.status_views", {})
     for name, part in parts.extra.items():
         describe = getattr(part, "status", None)
         if callable(describe):
-            body[name] = describe()
+            view = views.get(name)
+            body[name] = view(describe()) if view is not None else describe()
     return jsonify(body)

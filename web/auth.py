@@ -2,49 +2,94 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, request
-from flask_httpauth import HTTPBasicAuth
+from flask import Flask, Response, request
 
+from camd.logsafe import clean, quoted
+from camd.users import Busy
 from web import throttle
 from web.context import camd
+from web.errors import error_response
+
+log = logging.getLogger(__name__)
 
 REALM = "camd"
 # Everything else needs a login, including routes added later and unknown URLs.
 PUBLIC_ENDPOINTS = frozenset({"pages.index", "api.healthz", "static"})
-
-basic = HTTPBasicAuth(realm=REALM)
-
-
-@basic.verify_password
-def _verify(username: str, password: str) -> str | None:
-    if not username or not password:
-        return None
-    return username if camd().users.verify(username, password) else None
+BUSY_RETRY = 2
 
 
-@basic.error_handler
-def _denied(status: int) -> Response:
-    response = jsonify(error="authentication required" if status == 401 else "forbidden")
-    response.status_code = status
+def _challenge() -> Response:
+    response = error_response(401)
+    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
     return response
 
 
+def _busy() -> Response:
+    return error_response(503, "too many logins are being checked; try again in a moment", retry_after=BUSY_RETRY)
+
+
+def _credentials() -> tuple[str, str]:
+    """The basic-auth user and password (werkzeug parses the header); empty strings for anything else."""
+    given = request.authorization
+    if given is None or given.type != "basic":
+        return "", ""
+    return given.username or "", given.password or ""
+
+
+def _record_failure(name: str, address: str | None, failure: throttle.Failure | None) -> int:
+    """Log and count a failed login (never the password); returns the block it started, in seconds."""
+    counters = camd().hub.counters
+    counters.incr("login_failures")
+    shown = clean(address)
+    log.warning("login failed for user %s from %s", quoted(name), shown)
+    if failure is None or not failure.blocked_for:
+        return 0
+    counters.incr("login_lockouts")
+    if failure.key == throttle.OVERFLOW:
+        log.warning(
+            "login lockout for every address without a place in the full throttle table for %d s after %d failures",
+            failure.blocked_for, failure.failures,
+        )  # fmt: skip
+    else:
+        log.warning("login lockout for %s for %d s after %d failures", shown, failure.blocked_for, failure.failures)
+    return failure.blocked_for
+
+
 def _require_login() -> Response | None:
+    """Every method to every private route (OPTIONS too) needs a valid login; failures are throttled."""
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    # An address that failed too often is refused before its credentials cost a hash.
     guard = throttle.current()
-    if wait := guard.retry_after(request.remote_addr):
+    address = request.remote_addr
+    # An address that failed too often is refused before its credentials cost anything.
+    if wait := guard.retry_after(address):
         return throttle.too_many(wait)
-    denied = basic.login_required(lambda: None)()
-    if "Authorization" in request.headers:  # a browser's first, credential-less request is no failure
-        if denied is None:
-            guard.succeeded(request.remote_addr)
-        elif wait := guard.failed(request.remote_addr):
-            return throttle.too_many(wait)
-    return denied
+    if "Authorization" not in request.headers:
+        return _challenge()  # a browser's first, credential-less request is no failure
+    name, password = _credentials()
+    users = camd().users
+    if name and password and users.remembered(name, password):
+        guard.succeeded(address)
+        return None
+    # Counted before the slow hash: a burst of guesses from one address meets 429 at once.
+    if wait := guard.begin(address):
+        return throttle.too_many(wait)
+    ok: bool | None = None
+    try:
+        ok = bool(name and password) and users.verify(name, password)
+    except Busy:
+        return _busy()
+    finally:
+        failure = guard.finish(address, ok)
+    if ok:
+        return None
+    # Without a password, what came as the user name may be a password sent on its own: not logged.
+    if blocked_for := _record_failure(name if password else "", address, failure):
+        return throttle.too_many(blocked_for)
+    return _challenge()
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -77,9 +122,7 @@ def _refuse_cross_site() -> Response | None:
         allowed = True
     if allowed:
         return None
-    response = jsonify(error="cross-site request refused")
-    response.status_code = 403
-    return response
+    return error_response(403, "This request came from another web site, so camd refused it.")
 
 
 def init_app(app: Flask) -> None:

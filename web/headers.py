@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, request
+
+from camd.logsafe import clean
 
 log = logging.getLogger(__name__)
 
@@ -20,9 +23,27 @@ def _apply(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Frame-Options"] = "DENY"
-    log.debug("%s %s -> %s", request.method, request.path, response.status_code)
+    if response.location:
+        response.location = relative(response.location)
+    log.debug("%s %s -> %s", clean(request.method, 20), clean(request.path), response.status_code)
     return response
 
 
+def relative(location: str) -> str:
+    """``location`` without its scheme and host: camd never redirects elsewhere, and the Host header is the client's."""
+    parts = urlsplit(location)
+    if not parts.scheme and not parts.netloc and not location.startswith(("//", "/\\")):
+        return location
+    # One leading slash only: "//host/..." or "/\\host" would send a browser to another site.
+    path = "/" + parts.path.lstrip("/\\")
+    return urlunsplit(("", "", path, parts.query, parts.fragment))
+
+
+class _Response(Response):
+    # Locations stay as the app wrote them (relative), never completed from the request's Host.
+    autocorrect_location_header = False
+
+
 def init_app(app: Flask) -> None:
+    app.response_class = _Response
     app.after_request(_apply)

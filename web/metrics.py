@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 import camd as camd_package
 from camd.hub import LIVE, OFFLINE, STARTING, WARMING_UP
+from camd.variants import Variants
 from web.context import Camd
 
 bp = Blueprint("metrics", __name__)
@@ -37,6 +38,8 @@ COUNTERS = (
     ("reconnects", "camd_reconnects", "Times the camera was lost after being live"),
     ("warmup_frames", "camd_warmup_frames", "Frames discarded while warming the camera up, all warm-ups together"),
     ("warmup_seconds", "camd_warmup_seconds", "Seconds spent warming the camera up, all warm-ups together"),
+    ("login_failures", "camd_login_failures", "Logins refused for a wrong user name or password"),
+    ("login_lockouts", "camd_login_lockouts", "Times an address was blocked (429) after too many failed logins"),
 )
 
 
@@ -92,6 +95,42 @@ class CamdCollector(Collector):
             status = describe()
             yield GaugeMetricFamily("camd_stills", "Stills on disk", value=status.get("count", 0))
             yield GaugeMetricFamily("camd_stills_bytes", "Disk space the stills use", value=status.get("disk_bytes", 0))
+        variants = self.parts.extra.get("variants")
+        if isinstance(variants, Variants):
+            yield from variant_metrics(variants)
+
+
+def variant_metrics(variants: Variants) -> Iterator[Metric]:
+    """Per-variant viewers, encodes, encoded and sent bytes (``?width=``/``?quality=``), and the decodes they needed."""
+    labels = ["width", "quality"]
+    viewers = GaugeMetricFamily("camd_variant_viewers", "Stream viewers of each picture variant", labels=labels)
+    for key, count in sorted(variants.viewers().items(), key=lambda item: (item[0].label, item[0].quality)):
+        viewers.add_metric([key.label, str(key.quality)], count)
+    yield viewers
+    encodes = CounterMetricFamily("camd_variant_encodes", "JPEG encodes made for each picture variant", labels=labels)
+    size = CounterMetricFamily("camd_variant_bytes", "Bytes of the JPEGs made for each picture variant", labels=labels)
+    for key, (count, total) in variants.counts().items():
+        encodes.add_metric([key.label, str(key.quality)], count)
+        size.add_metric([key.label, str(key.quality)], total)
+    yield encodes
+    yield size
+    frames = CounterMetricFamily(
+        "camd_variant_stream_frames_sent", "Frames sent to stream viewers of each picture variant", labels=labels
+    )
+    sent = CounterMetricFamily(
+        "camd_variant_stream_bytes_sent", "Bytes sent to stream viewers of each picture variant", labels=labels
+    )
+    for key, (count, total) in variants.sent().items():
+        frames.add_metric([key.label, str(key.quality)], count)
+        sent.add_metric([key.label, str(key.quality)], total)
+    yield frames
+    yield sent
+    decodes = CounterMetricFamily(
+        "camd_variant_decodes", "JPEG decodes done for picture variants, by reduced-size factor", labels=["scale"]
+    )
+    for factor, count in variants.decodes().items():
+        decodes.add_metric([f"1/{factor}"], count)
+    yield decodes
 
 
 def registry_for(parts: Camd) -> CollectorRegistry:

@@ -4,20 +4,33 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from camd.settings import format_duration
+from web.api import health
 from web.context import camd
 
 bp = Blueprint("pages", __name__)
 
+# What the landing page may say about the camera: only what /healthz already tells anyone.
+HEALTH_WORDS = {
+    "ok": "The camera is live.",
+    "warming_up": "The camera is starting.",
+    "offline": "The camera is offline.",
+}
+
 
 @bp.app_context_processor
 def _helpers() -> dict[str, object]:
-    return {"has_endpoint": lambda name: name in current_app.view_functions}
+    return {"has_endpoint": lambda name: name in current_app.view_functions, "duration": format_duration}
 
 
 @bp.get("/")
 def index() -> str:
     settings = camd().settings
-    return render_template("index.html", title=settings.title, description=settings.description)
+    state = health()
+    return render_template(
+        "index.html", title=settings.title, description=settings.description, health=state,
+        health_text=HEALTH_WORDS[state],
+    )  # fmt: skip
 
 
 @bp.get("/live")

@@ -20,16 +20,19 @@ from typing import IO, Any, NoReturn
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, url_for
 from werkzeug.wsgi import wrap_file
 
-from camd.stills import NoPicture, StillError, StillsWriter, describe, url_of
+from camd.stills import NoPicture, StillError, StillsWriter
+from camd.stills import describe as plain
 from camd.stills_index import DAY_RE, STEM_RE, Still, parse
 from web.context import camd
+from web.errors import error_response
 from web.thumbs import ThumbnailCache, make_thumbnail
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("stills", __name__)
 
-IMMUTABLE = "public, max-age=31536000, immutable"
+# Private: a still needed a login, so no shared cache (a proxy, a CDN) may keep it.
+IMMUTABLE = "private, max-age=31536000, immutable"
 PAGE_SIZE = 48
 API_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -46,7 +49,32 @@ def thumbs() -> ThumbnailCache:
 
 def init_app(app: Flask) -> None:
     app.extensions["camd"].extra.setdefault("stills_thumbs", ThumbnailCache())
+    app.extensions.setdefault("camd.status_views", {})["stills"] = status_view
     app.register_blueprint(bp)
+
+
+# --- URLs: made here, not by the stills writer -------------------------------------------------
+
+
+def url_of(still: Still) -> str:
+    return url_for("stills.still", day=still.day, name=still.name)
+
+
+def with_urls(values: dict[str, Any]) -> dict[str, Any]:
+    """A still's plain values (``camd.stills.describe``) with its URLs."""
+    url = url_for("stills.still", day=values["day"], name=values["name"])
+    return {**values, "url": url, "thumb": url + "?thumb=1"}
+
+
+def describe(still: Still) -> dict[str, Any]:
+    """A still as the API, the pages and the status show it."""
+    return with_urls(plain(still))
+
+
+def status_view(status: dict[str, Any]) -> dict[str, Any]:
+    """The writer's status, with the URLs of its last still."""
+    last = status.get("last")
+    return {**status, "last": with_urls(last) if last is not None else None}
 
 
 # --- finding a file safely ------------------------------------------------------------------
@@ -79,7 +107,8 @@ def open_still(stills_dir: str | os.PathLike[str], day: str, name: str) -> tuple
 
 
 def etag_of(info: os.stat_result, kind: str = "") -> str:
-    return f"{kind}{info.st_size:x}-{info.st_mtime_ns:x}-{info.st_ino:x}"
+    """Size and modification time: a still's file never changes, and nothing about the disk (inode) shows."""
+    return f"{kind}{info.st_size:x}-{info.st_mtime_ns:x}"
 
 
 def _not_found() -> NoReturn:
@@ -283,11 +312,9 @@ def api_take() -> tuple[Response, int]:
     try:
         item = writer().take()
     except NoPicture as exc:
-        response = jsonify(error=f"no still: {exc}")
-        response.headers["Retry-After"] = "2"
-        return response, 503
+        return error_response(503, str(exc), retry_after=2), 503
     except StillError as exc:
-        return jsonify(error=str(exc)), 507
+        return error_response(507, str(exc)), 507
     response = jsonify(describe(item))
     response.headers["Location"] = url_of(item)
     return response, 201

@@ -18,6 +18,8 @@ def make_thumbnail(jpeg: bytes, width: int = THUMB_WIDTH) -> bytes | None:
 
     Decodes at 1/2, 1/4 or 1/8 scale when that is still wide enough (libjpeg does it cheaply).
     """
+    if not jpeg:
+        return None  # imdecode raises on an empty buffer instead of returning None
     buffer = np.frombuffer(jpeg, np.uint8)
     image = cv2.imdecode(buffer, cv2.IMREAD_REDUCED_COLOR_8)
     if image is None:

@@ -1,5 +1,6 @@
 // The live view: reads the MJPEG stream with fetch, draws each JPEG on the canvas,
-// and reconnects by itself when the stream drops or stalls.
+// reconnects by itself when the stream drops or stalls, and says what the camera is
+// doing (from /api/status): Live, Warming up, Offline since ..., Reconnecting.
 "use strict";
 
 (function () {
@@ -7,6 +8,8 @@
   const statusLine = document.getElementById("status");
   const context = canvas.getContext("2d");
   const streamUrl = canvas.dataset.stream;
+  const statusUrl = canvas.dataset.status;
+  const STATUS_EVERY_MS = 2000;
   const STALL_MS = 6000;
   const RETRY_MIN_MS = 500;
   const RETRY_MAX_MS = 10000;
@@ -18,9 +21,60 @@
   let lastTimestamp = 0;
   let drawing = false;
   let pending = null;
+  let connected = false; // the stream's response has arrived and frames flow
+  let reconnectReason = "";
+  let camera = null; // the camera part of /api/status, refreshed every STATUS_EVERY_MS
 
-  function setStatus(text) {
+  function two(number) {
+    return String(number).padStart(2, "0");
+  }
+
+  // One clock style on every page: 24-hour, like the stills pages; the date only when it is not today.
+  function clock(seconds, withSeconds) {
+    const when = new Date(seconds * 1000);
+    const time = two(when.getHours()) + ":" + two(when.getMinutes()) + (withSeconds ? ":" + two(when.getSeconds()) : "");
+    const today = new Date();
+    if (when.toDateString() === today.toDateString()) return time;
+    return when.getFullYear() + "-" + two(when.getMonth() + 1) + "-" + two(when.getDate()) + " " + time;
+  }
+
+  const snapshotButton = document.getElementById("snapshot");
+
+  function setStatus(state, text) {
+    statusLine.dataset.state = state;
     statusLine.textContent = text;
+    // A snapshot exists only of a live picture: the button waits for one.
+    snapshotButton.setAttribute("aria-disabled", state === "live" ? "false" : "true");
+  }
+
+  // What the line says, from the stream connection and the camera's own state.
+  let fpsShown = 0; // frames drawn in the last whole second
+
+  function render() {
+    const fps = fpsShown;
+    if (!connected) {
+      setStatus("reconnecting", "Reconnecting…" + (reconnectReason ? " (" + reconnectReason + ")" : ""));
+    } else if (camera && camera.state === "offline") {
+      setStatus("offline", "Offline since " + clock(camera.since, false) + " · retrying");
+    } else if (camera && (camera.state === "warming_up" || camera.state === "starting")) {
+      setStatus("warming_up", "Warming up…");
+    } else if (camera && camera.state === "live" && lastTimestamp) {
+      setStatus("live", "Live · " + (fps ? fps + " fps · " : "") + clock(lastTimestamp, true));
+    } else {
+      setStatus("connecting", "Connecting…");
+    }
+  }
+
+  async function pollStatus() {
+    try {
+      const response = await fetch(statusUrl, { cache: "no-store", headers: { Accept: "application/json" } });
+      if (response.ok) {
+        camera = (await response.json()).camera;
+        render(); // say a change of state at once, not at the next tick
+      }
+    } catch (error) {
+      // The stream's own reconnect says the rest; keep the last known camera state.
+    }
   }
 
   function findSequence(buffer, start, sequence) {
@@ -75,7 +129,9 @@
       context.drawImage(bitmap, 0, 0);
       bitmap.close();
       frames += 1;
+      const first = !lastTimestamp;
       lastTimestamp = part.timestamp;
+      if (first) render();
     } catch (error) {
       // A part that does not decode is skipped; the next one replaces it.
     } finally {
@@ -97,7 +153,9 @@
     try {
       const response = await fetch(streamUrl, { signal: controller.signal, cache: "no-store" });
       if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
-      setStatus("Live");
+      connected = true;
+      reconnectReason = "";
+      pollStatus(); // a new connection may be a restarted camd: learn its camera state now
       retryMs = RETRY_MIN_MS;
       const reader = response.body.getReader();
       const state = { buffer: new Uint8Array(0) };
@@ -111,7 +169,9 @@
       }
       throw new Error("stream ended");
     } catch (error) {
-      setStatus("Reconnecting… (" + (controller.signal.aborted ? "stalled" : error.message) + ")");
+      connected = false;
+      reconnectReason = controller.signal.aborted ? "no picture for a while" : error.message;
+      render();
     } finally {
       clearInterval(watchdog);
     }
@@ -122,13 +182,12 @@
   // Once a second: the frame rate the page actually shows and how old the picture is.
   let framesBefore = 0;
   setInterval(() => {
-    if (performance.now() - lastFrameAt < STALL_MS && lastTimestamp) {
-      const fps = frames - framesBefore;
-      const when = new Date(lastTimestamp * 1000).toLocaleTimeString();
-      setStatus("Live · " + fps + " fps · " + when);
-    }
+    fpsShown = frames - framesBefore;
+    render();
     framesBefore = frames;
   }, 1000);
+  pollStatus();
+  setInterval(pollStatus, STATUS_EVERY_MS);
 
   document.getElementById("fullscreen").addEventListener("click", () => {
     if (canvas.requestFullscreen) canvas.requestFullscreen();
