@@ -30,6 +30,16 @@ REPO = Path(__file__).resolve().parent.parent
 FAST_WARMUP = ("--warmup-delay", "0.2", "--warmup-frames", "3", "--warmup-max", "2")
 
 
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything outside tests/unit is the end-to-end layer: mark it slow, so `-m "not slow"` is the quick loop."""
+    for item in items:
+        if UNIT not in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
 def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "") -> object:
     """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
