@@ -216,7 +216,8 @@ class Fanout:
     def _add(self, viewer: Viewer) -> None:
         try:
             viewer.sock.setblocking(False)
-            viewer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+            if viewer.sock.family in (socket.AF_INET, socket.AF_INET6):
+                viewer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
             fd = viewer.sock.fileno()
             self._epoll.register(fd, _IN)
         except (OSError, ValueError) as exc:

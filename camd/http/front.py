@@ -39,6 +39,7 @@ WRITE_TIMEOUT = 20.0  # a response that makes no progress for this long is given
 MAX_WAITING = 1024  # connections waiting for a request; past this the oldest is closed
 MAX_UNSENT = 256 * 1024  # bytes of a response held per connection
 LOW_WATER = 64 * 1024  # pull more of a body once the unsent bytes drop below this
+NOTSENT_LOWAT = 128 * 1024  # unsent bytes the kernel may hold for a connection (TCP_NOTSENT_LOWAT)
 STOP_GRACE = 2.0
 LINGER = 2.0  # after a refusal, how long unread bytes are drained so the client can read the answer
 FD_PAUSE = 0.5
@@ -275,6 +276,8 @@ class HttpServer:
         try:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Without it Linux lets a reader that stalls tie up megabytes of unsent response in the kernel.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
         except OSError:
             sock.close()
             return
