@@ -141,7 +141,7 @@ def exchange(served: Served, data: bytes) -> tuple[int, dict[str, str], bytes, b
         return status, headers, body, closed(sock, buffer)
 
 
-def closed(sock: socket.socket, buffer: bytearray = bytearray(), within: float = 3) -> bool:
+def closed(sock: socket.socket, buffer: bytes | bytearray = b"", within: float = 3) -> bool:
     """True when the server closes the connection (EOF or reset) within ``within`` seconds, sending nothing more."""
     sock.settimeout(within)
     try:
@@ -311,7 +311,8 @@ def test_a_chunked_body_is_read_as_a_body_never_as_a_request(serve: Callable[...
     [
         ("Content-Length and Transfer-Encoding", get("/echo", "Content-Length: 5", "Transfer-Encoding: chunked",
                                                      method="POST") + b"0\r\n\r\n"),
-        ("two equal Content-Length lines", get("/echo", "Content-Length: 2", "Content-Length: 2", method="POST") + b"hi"),
+        ("two equal Content-Length lines",
+         get("/echo", "Content-Length: 2", "Content-Length: 2", method="POST") + b"hi"),
         ("a folded header line", get("/", "X-Folded: one", " two")),
         ("a folded line with a tab", get("/", "X-Folded: one", "\ttwo")),
         ("HTTP/1.1 without Host", b"GET / HTTP/1.1\r\n\r\n"),
@@ -506,11 +507,9 @@ def test_silent_and_trickling_tls_clients_are_closed_at_the_deadline(
         for _ in range(4):
             time.sleep(0.25)
             trickling.sendall(b"X: 1\r\n")
-        with served.connect() as other:  # meanwhile, others are served
-            other_tls = tls_client(served, cert)
-            other_tls.sendall(get("/other"))
-            assert read_response(other_tls, bytearray())[2] == b"GET /other "
-            other_tls.close()
+        with tls_client(served, cert) as other:  # meanwhile, others are served
+            other.sendall(get("/other"))
+            assert read_response(other, bytearray())[2] == b"GET /other "
         for sock in (no_handshake, silent):
             sock.settimeout(3)
             try:
@@ -553,7 +552,7 @@ def test_plain_http_to_the_tls_port_gets_a_readable_400(
 ) -> None:
     cert, key = certificate
     served = serve(tls_context=server_context(cert, key))
-    status, headers, body, was_closed = exchange(served, get("/"))
+    status, _, body, was_closed = exchange(served, get("/"))
     assert status == 400 and b"https" in body and was_closed
 
 
@@ -593,7 +592,7 @@ def test_out_of_file_descriptors_pauses_logs_once_and_recovers() -> None:
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         assert soft > 300
         cpu0 = cpu_seconds(proc.pid)
         for _ in range(100):
