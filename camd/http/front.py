@@ -15,6 +15,7 @@ import email.utils
 import errno
 import logging
 import os
+import resource
 import selectors
 import socket
 import ssl
@@ -43,6 +44,7 @@ NOTSENT_LOWAT = 128 * 1024  # unsent bytes the kernel may hold for a connection 
 STOP_GRACE = 2.0
 LINGER = 2.0  # after a refusal, how long unread bytes are drained so the client can read the answer
 FD_PAUSE = 0.5
+OPEN_FILES = 8192
 RECV_BYTES = 64 * 1024
 SEND_BYTES = 64 * 1024
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -140,6 +142,7 @@ class HttpServer:
         return f"{'https' if self.tls else 'http'}://{shown}:{self.port}/"
 
     def start(self) -> None:
+        _raise_open_files_limit()
         self.pool.start()
         self._selector.register(self._wake_fd, selectors.EVENT_READ, None)
         self._watch_listener(True)
@@ -704,6 +707,17 @@ class HttpServer:
         exchange, conn.exchange = conn.exchange, None
         if exchange is not None and not self.pool.submit(exchange.close, request=False):
             exchange.close()
+
+
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files (towards the hard one): each waiting client holds a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.debug("cannot raise the open files limit from %d: %s", soft, exc)
 
 
 def head_problem(raw: bytes, request: h11.Request) -> tuple[int, str] | None:
