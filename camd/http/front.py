@@ -153,7 +153,7 @@ class HttpServer:
         self._stop.set()
         self._wake()
         self._thread.join(STOP_GRACE + 1.0)
-        self.pool.stop(timeout=0.5)
+        workers_ended = self.pool.stop(timeout=0.5)
         # Outcomes nobody will write: their bodies (a stream's viewer slot, say) are closed all the same.
         while self._results:
             conn, outcome = self._results.popleft()
@@ -161,10 +161,8 @@ class HttpServer:
                 outcome.stream.close()
             if conn.exchange is not None:
                 conn.exchange.close()
-        try:
+        if workers_ended:  # a worker still in the app would wake a descriptor that may be reused by then
             os.close(self._wake_fd)
-        except OSError:
-            pass
 
     @property
     def connections(self) -> int:
@@ -203,15 +201,21 @@ class HttpServer:
                 elif key.data == "listener":
                     self._accept()
                 else:
-                    conn = key.data
-                    if conn.state == CLOSED:
-                        continue
-                    if mask & selectors.EVENT_READ or conn.state == HANDSHAKE:
-                        self._on_ready(conn)
-                    elif mask & selectors.EVENT_WRITE and conn.state == WRITING:
-                        self._write(conn)
+                    self._on_event(key.data, mask)
             self._drain_results()
             self._expire(time.monotonic())
+
+    def _on_event(self, conn: Conn, mask: int) -> None:
+        if conn.state == CLOSED:
+            return
+        try:
+            if mask & selectors.EVENT_READ or conn.state == HANDSHAKE:
+                self._on_ready(conn)
+            elif mask & selectors.EVENT_WRITE and conn.state == WRITING:
+                self._write(conn)
+        except Exception:  # one odd connection must not stop the front for everyone
+            log.exception("closing a connection after an unexpected error")
+            self._close(conn)
 
     def _timeout(self, now: float) -> float:
         soonest = now + 0.5
@@ -478,7 +482,11 @@ class HttpServer:
     def _drain_results(self) -> None:
         while self._results:
             conn, outcome = self._results.popleft()
-            self._on_outcome(conn, outcome)
+            try:
+                self._on_outcome(conn, outcome)
+            except Exception:
+                log.exception("closing a connection after an unexpected error")
+                self._close(conn)
 
     def _on_outcome(self, conn: Conn, outcome: Outcome) -> None:
         conn.busy = False

@@ -77,8 +77,8 @@ class Pool:
     def queued(self) -> int:
         return len(self._queued)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Let running jobs finish (up to ``timeout`` in all), drop queued ones, end the threads."""
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Let running jobs finish (up to ``timeout`` in all), drop queued ones, end the threads; True if all ended."""
         with self._lock:
             self._stopping = True
             self._queued.clear()
@@ -90,6 +90,7 @@ class Pool:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _next(self, idle: _Idle) -> Job | None:
         with self._lock:
