@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from camd.http import HttpServer, bind, server_context
+from camd.http import BOUNDARY, CONTENT_TYPE, Fanout, HttpServer, StreamBody, bind, server_context
+from camd.hub import Hub
 
 BIG = 8 * 1024 * 1024
 
@@ -621,3 +622,70 @@ def test_out_of_file_descriptors_pauses_logs_once_and_recovers() -> None:
     warnings = [line for line in err.splitlines() if "out of file descriptors" in line]
     assert len(warnings) == 1, err
     assert "Traceback" not in err
+
+
+# --- the stream hand-off ----------------------------------------------------------------------
+
+
+def stream_app(fanout: Fanout) -> Callable[..., Iterable[bytes]]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not fanout.reserve():
+            start_response("503 Service Unavailable", [("Content-Length", "0"), ("Retry-After", "10")])
+            return []
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("X-App", "stream")])
+        return StreamBody(fanout, None)
+
+    return app
+
+
+@pytest.fixture
+def streaming(serve: Callable[..., Served]) -> Iterator[tuple[Served, Fanout, Hub]]:
+    hub = Hub(80)
+    fanout = Fanout(hub, max_clients=2)
+    fanout.start()
+    hub.publish(jpeg=b"\xff\xd8first\xff\xd9")
+    yield serve(app=stream_app(fanout), workers=1), fanout, hub
+    fanout.stop()
+
+
+def test_a_stream_is_handed_to_the_fan_out_and_holds_no_worker(streaming: tuple[Served, Fanout, Hub]) -> None:
+    served, fanout, hub = streaming
+    with served.connect() as viewer:
+        viewer.sendall(get("/stream.mjpg"))
+        buffer = bytearray()
+        while b"\r\n\r\n" not in buffer:
+            buffer += viewer.recv(65536)
+        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Transfer-Encoding: chunked" in head and b"X-App: stream" in head
+        while b"first" not in rest:
+            rest += viewer.recv(65536)
+        hub.publish(jpeg=b"\xff\xd8second\xff\xd9")
+        while b"second" not in rest:
+            rest += viewer.recv(65536)
+        assert fanout.viewers == 1
+        # The pool's only worker is free: the viewer is the fan-out's now, and the front forgot it.
+        with served.connect() as other:
+            other.sendall(get("/stream.mjpg", method="HEAD"))
+            status, _, _ = read_response(other, bytearray(), head_request=True)
+            assert status == 200
+        assert served.server.connections <= 1
+    wait_until_true(lambda: fanout.viewers == 0, 3)  # the viewer left: its slot, and the HEAD's, released
+
+
+def test_a_stream_under_http_1_0_is_not_chunked(streaming: tuple[Served, Fanout, Hub]) -> None:
+    served, fanout, _ = streaming
+    with served.connect() as viewer:
+        viewer.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+        data = b""
+        while b"first" not in data:
+            data += viewer.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert b"chunked" not in head.lower() and rest.startswith(b"--" + BOUNDARY.encode())
+    wait_until_true(lambda: fanout.viewers == 0, 3)
+
+
+def wait_until_true(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
