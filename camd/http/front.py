@@ -529,8 +529,8 @@ class HttpServer:
         while conn.out:
             size = conn.retry or min(len(conn.out), SEND_BYTES)
             try:
-                with memoryview(conn.out) as view:
-                    sent = conn.sock.send(view[:size])
+                with memoryview(conn.out) as view, view[:size] as piece:
+                    sent = conn.sock.send(piece)
             except ssl.SSLWantReadError:
                 conn.retry = size
                 self._watch(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)
