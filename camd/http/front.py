@@ -44,6 +44,7 @@ NOTSENT_LOWAT = 128 * 1024  # unsent bytes the kernel may hold for a connection 
 STOP_GRACE = 2.0
 LINGER = 2.0  # after a refusal, how long unread bytes are drained so the client can read the answer
 FD_PAUSE = 0.5
+PRESSURE_GRACE = 1.0  # out of descriptors, connections waiting longer than this for their request are closed
 OPEN_FILES = 8192
 RECV_BYTES = 64 * 1024
 SEND_BYTES = 64 * 1024
@@ -275,9 +276,18 @@ class HttpServer:
             self._fd_episode = True
             log.warning("out of file descriptors: pausing new connections")
         self._watch_listener(False)
-        self._paused_until = time.monotonic() + FD_PAUSE
+        now = time.monotonic()
+        self._paused_until = now + FD_PAUSE
+        # Make room: the oldest waiting connection, and every other one that has had PRESSURE_GRACE
+        # seconds to send its request and has not (a real client sends it as soon as it connects).
+        started_before = now - PRESSURE_GRACE
         if self._waiting:
             self._close(next(iter(self._waiting.values())))
+        while self._waiting:
+            oldest = next(iter(self._waiting.values()))
+            if oldest.deadline - self.request_timeout > started_before:
+                break
+            self._close(oldest)
 
     def _add(self, sock: socket.socket, address: Any) -> None:
         try:

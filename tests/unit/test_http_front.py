@@ -603,6 +603,14 @@ def test_out_of_file_descriptors_pauses_logs_once_and_recovers() -> None:
         time.sleep(2.0)
         cpu = cpu_seconds(proc.pid) - cpu0
         assert cpu < 0.5, f"{cpu:.2f} s of CPU in 2 s while out of descriptors"
+        # While they still hold their descriptors, a real request gets in: the stalled ones are closed to make room.
+        asked = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(get("/"))
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        took = time.monotonic() - asked
+        print(f"\nout of descriptors: {cpu:.2f} s CPU in 2 s; a new request answered after {took:.2f} s")
+        assert took < 4.0
         for sock in socks:
             sock.close()
         deadline = time.monotonic() + 15
