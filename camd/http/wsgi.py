@@ -127,7 +127,7 @@ class Exchange:
         try:
             iterable = self.app(environ, self._start_response)
         except Exception:
-            log.exception("the app failed on %s %r", self.request.method.decode("ascii"), self.request.target)
+            log.exception("the app failed on %s %r", self.request.method.decode("ascii"), self._path)
             return self._failed()
         self._iterable = iterable
         if isinstance(iterable, StreamBody):
@@ -135,7 +135,7 @@ class Exchange:
         try:
             self._iterator = iter(iterable)
         except Exception:
-            log.exception("the app's body failed on %r", self.request.target)
+            log.exception("the app's body failed on %r", self._path)
             return self._failed()
         return self.pull(room)
 
@@ -164,7 +164,7 @@ class Exchange:
             self._send_head(out)
             out.append(self.conn.send(h11.EndOfMessage()) or b"")
         except Exception:
-            log.exception("the app's response failed on %r", self.request.target)
+            log.exception("the app's response failed on %r", self._path)
             if self._head_sent:
                 self.close()
                 return Outcome(b"".join(out), ABORT, status=self.status)
@@ -180,9 +180,14 @@ class Exchange:
             try:
                 closer()
             except Exception:
-                log.exception("closing the app's body failed on %r", self.request.target)
+                log.exception("closing the app's body failed on %r", self._path)
 
     # --- helpers ----------------------------------------------------------------------
+
+    @property
+    def _path(self) -> str:
+        """The request's path for the log: no query (it may carry a secret); %r escapes control characters."""
+        return self.request.target.partition(b"?")[0].decode("latin-1")
 
     def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
         if exc_info is not None:
@@ -212,7 +217,7 @@ class Exchange:
         response = h11.Response(status_code=self.status, headers=headers, reason=self._reason)
         out.append(self.conn.send(response) or b"")
         self._head_sent = True
-        log.debug("%s %r %d", self.request.method.decode("ascii"), self.request.target.decode("latin-1"), self.status)
+        log.debug("%s %r %d", self.request.method.decode("ascii"), self._path, self.status)
 
     def _emit(self, piece: bytes, out: list[bytes]) -> int:
         if not piece:
@@ -234,7 +239,7 @@ class Exchange:
             out: list[bytes] = []
             self._send_head(out)
         except Exception:
-            log.exception("the stream's head failed on %r", self.request.target)
+            log.exception("the stream's head failed on %r", self._path)
             return self._failed()
         if self._bodyless or self.status != 200:
             self.close()

@@ -697,3 +697,14 @@ def wait_until_true(check: Callable[[], bool], timeout: float) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_each_request_is_logged_with_its_path_escaped_and_no_secret(
+    serve: Callable[..., Served], caplog: pytest.LogCaptureFixture
+) -> None:
+    served = serve()
+    with caplog.at_level(logging.DEBUG, logger="camd.http"):
+        exchange(served, get("/a%0aFAKE%20LINE?password=hunter2", "Authorization: Basic c2VjcmV0OnNlY3JldA=="))
+    lines = [record.getMessage() for record in caplog.records if record.name == "camd.http.wsgi"]
+    assert lines == ["GET '/a%0aFAKE%20LINE' 200"]  # as sent (decoding is the app's), on one line
+    assert not any("hunter2" in r.getMessage() or "c2VjcmV0" in r.getMessage() for r in caplog.records)
