@@ -151,9 +151,14 @@ class HttpServer:
 
     def stop(self) -> None:
         """Stop accepting, let requests under way finish (up to about 2 s), close everything, end the threads."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake()
-        self._thread.join(STOP_GRACE + 1.0)
+        if self._thread.ident is not None:
+            self._thread.join(STOP_GRACE + 1.0)
+        else:
+            self.listener.close()
         workers_ended = self.pool.stop(timeout=0.5)
         # Outcomes nobody will write: their bodies (a stream's viewer slot, say) are closed all the same.
         while self._results:

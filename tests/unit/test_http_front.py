@@ -708,3 +708,27 @@ def test_each_request_is_logged_with_its_path_escaped_and_no_secret(
     lines = [record.getMessage() for record in caplog.records if record.name == "camd.http.wsgi"]
     assert lines == ["GET '/a%0aFAKE%20LINE' 200"]  # as sent (decoding is the app's), on one line
     assert not any("hunter2" in r.getMessage() or "c2VjcmV0" in r.getMessage() for r in caplog.records)
+
+
+def test_stop_lets_a_request_under_way_finish_and_closes_the_rest(serve: Callable[..., Served]) -> None:
+    served = serve()
+    idle = served.connect()
+    busy = served.connect()
+    try:
+        busy.sendall(get("/block"))
+        deadline = time.monotonic() + 3
+        while served.app.running < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        threading.Timer(0.3, served.app.release.set).start()
+        started = time.monotonic()
+        served.server.stop()
+        took = time.monotonic() - started
+        assert read_response(busy, bytearray())[0] == 200  # answered although stop() was called first
+        assert closed(idle, within=1)
+        assert took < 3.0
+        with pytest.raises(OSError):
+            served.connect(timeout=1)
+    finally:
+        served.app.release.set()
+        idle.close()
+        busy.close()
