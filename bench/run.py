@@ -49,7 +49,7 @@ import numpy as np
 
 from bench.loadclient import CLOSED, Result, build_request, cpu_seconds, process_tree, rss_bytes, run_load
 from bench.scenarios import Pump, all_started, first_live, fps_between, max_gap
-from camd.fanout import WRITE_TIMEOUT
+from camd.http.fanout import WRITE_TIMEOUT
 from camd.sources import TestPatternSource
 from camd.users import set_password
 

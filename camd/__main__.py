@@ -1,6 +1,7 @@
 """camd's entry point: parse options, then wire the parts in the order data flows.
 
-source -> capture -> hub -> fan-out and web app -> HTTP server; torn down in reverse.
+listener first (a busy port is a usage error), then
+source -> capture -> hub -> fan-out and web app -> HTTP front; torn down in reverse.
 """
 
 from __future__ import annotations
@@ -82,11 +83,10 @@ class Signals:
 
 def run(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
     """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds; SIGHUP re-reads."""
+    from camd import http
     from camd.capture import Capture
-    from camd.fanout import Fanout
     from camd.hub import Hub
     from camd.reload import Reloader
-    from camd.server import WebServer
     from camd.service import Service
     from camd.sources import Source, make_source
     from camd.stills import StillsWriter
@@ -94,6 +94,17 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
 
     setup_logging(settings.log_level)
     limit_malloc_arenas()
+    # The port is checked first: a busy one is a usage error, before any file or the camera is touched.
+    try:
+        listener = http.bind(settings.host, settings.port)
+        tls_context = (
+            http.server_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+        )
+    except http.BindError as exc:
+        raise SettingsError(str(exc)) from None
+    except http.TlsError as exc:
+        listener.close()
+        raise SettingsError(f"tls_cert/tls_key: {exc}") from None
     # A bad source spec is a usage error: refuse it with one line, before logging or creating any file.
     first_source = [make_source(settings)]
     state_lock = startup_checks(settings)  # before any file is made
@@ -117,23 +128,14 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     hub = Hub(settings.jpeg_quality)
     stills = StillsWriter(settings, hub)
     capture = Capture(settings, open_source, hub)
-    fanout = Fanout(hub, settings.max_clients)
+    fanout = http.Fanout(hub, settings.max_clients)
     app = create_app(settings, hub, fanout, users, stills=stills)
-    server = WebServer(
-        app, settings.host, settings.port, max_clients=settings.max_clients,
-        tls_cert=settings.tls_cert, tls_key=settings.tls_key,
-    )  # fmt: skip
+    server = http.HttpServer(app, listener, tls_context=tls_context)
 
     capture.start()
     stills.start()
     fanout.start()
-    try:
-        server.start()
-    except OSError as exc:
-        fanout.stop()
-        stills.stop()
-        capture.stop()
-        raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+    server.start()
     # The URL is for this machine; the address says what else can reach it (the closing block lists those URLs).
     log.info("serving on %s (listening on %s port %d)", server.url(settings.host), settings.host, server.port)
     service = Service(hub, capture, fanout, settings.stall_timeout)  # sd_notify; does nothing outside systemd

@@ -10,25 +10,19 @@ import numpy as np
 
 from camd.stats import Counters
 
-BOUNDARY = "camdframe"
-_PART_HEAD = (
-    b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\nX-Timestamp: %.6f\r\n\r\n"
-)
-
 
 class Frame:
     """One image as the hub hands it out; immutable once published.
 
     A frame starts as pixels (a BGR array) or as JPEG bytes straight from the
-    camera. The other form, and the multipart part that viewers are sent, are
-    built the first time someone asks and then shared by everyone.
+    camera. The other form is built the first time someone asks and then shared
+    by everyone.
     """
 
     __slots__ = (
         "_counters",
         "_jpeg",
         "_lock",
-        "_parts",
         "_pixels",
         "height",
         "live",
@@ -62,7 +56,6 @@ class Frame:
         self._counters = counters
         self._pixels = pixels
         self._jpeg = jpeg
-        self._parts: dict[bool, bytes] = {}
         self._lock = threading.Lock()
 
     @property
@@ -104,22 +97,6 @@ class Frame:
                 self._counters.incr("jpeg_decodes")
                 self._pixels = decoded
             return self._pixels
-
-    def part(self, chunked: bool = False) -> bytes:
-        """This frame as one part of a multipart/x-mixed-replace body.
-
-        ``chunked`` wraps it in HTTP/1.1 chunked framing, for connections whose
-        response the server sends chunked; either form is built once.
-        """
-        part = self._parts.get(chunked)
-        if part is not None:
-            return part
-        jpeg = self.jpeg()
-        body = b"".join((_PART_HEAD % (len(jpeg), self.timestamp), jpeg, b"\r\n"))
-        if chunked:
-            body = b"%x\r\n%b\r\n" % (len(body), body)
-        self._parts[chunked] = body
-        return body
 
 
 def render_text_frame(width: int, height: int, lines: list[str]) -> np.ndarray:

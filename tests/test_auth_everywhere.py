@@ -16,7 +16,7 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from camd import settings as settings_module
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.hub import Hub
 from camd.stills import StillsWriter
 from camd.users import Users, set_password

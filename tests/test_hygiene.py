@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from camd.server import HEAD_TIMEOUT
+from camd.http.front import REQUEST_TIMEOUT as HEAD_TIMEOUT
 from tests.conftest import PASSWORD, USER, Daemon, read_parts, wait_until
 from tests.test_tls import certificate, https_daemon  # noqa: F401  (fixtures)
 

@@ -37,7 +37,7 @@ class Setup:
     """An app wired as the daemon wires it, with its users, hash slots and stills folder at hand."""
 
     def __init__(self, tmp_path: Path) -> None:
-        from camd.fanout import Fanout
+        from camd.http import Fanout
 
         empty = tmp_path / "camd.toml"
         empty.write_text("")

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.hub import Hub
 from camd.settings import load
 from camd.users import Users, UsersError, set_password

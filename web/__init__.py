@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.hub import Hub
 from camd.settings import Settings
 from camd.users import Users

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import current_app
 
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.hub import Hub
 from camd.settings import Settings
 from camd.users import Users

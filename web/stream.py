@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
 
-from camd.fanout import Fanout
-from camd.frames import BOUNDARY, Frame
-from camd.hub import Hub
+from camd.http import CONTENT_TYPE, StreamBody
 from web.context import camd
 
 bp = Blueprint("stream", __name__)
@@ -34,50 +30,17 @@ def requested_fps() -> float | None:
     return fps
 
 
-class StreamBody:
-    """The body of one viewer's multipart response.
-
-    The first part goes out through the WSGI server, which sends the headers with
-    it. Under camd's server the socket is then lent to the fan-out thread until
-    the viewer leaves; under any other WSGI server this thread sends the frames.
-    """
-
-    def __init__(self, environ: dict[str, Any], hub: Hub, fanout: Fanout, first: Frame, fps: float | None):
-        self.environ, self.hub, self.fanout, self.first, self.fps = environ, hub, fanout, first, fps
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self.first.part()
-        handoff = self.environ.get("camd.handoff")
-        if handoff is not None:
-            sock, chunked = handoff()
-            self.fanout.attach(sock, chunked=chunked, fps=self.fps, last_seq=self.first.seq).wait()
-            return
-        yield from self._paced()
-
-    def _paced(self) -> Iterator[bytes]:
-        interval = 1.0 / self.fps if self.fps else 0.0
-        last, due = self.first.seq, time.monotonic() + interval
-        while not self.fanout.stopping:
-            frame = self.hub.wait_newer(last, 1.0)
-            if frame is None or time.monotonic() < due - 0.005:
-                continue
-            due = max(due + interval, time.monotonic())
-            last = frame.seq
-            yield frame.part()
-
-
 @bp.get("/stream.mjpg")
 def mjpeg() -> Response:
     parts = camd()
     fps = requested_fps()
-    first = parts.hub.latest
-    if first is None:
+    if parts.hub.latest is None:
         return _busy("the camera is starting", 2)
     if not parts.fanout.reserve():
         return _busy(f"too many viewers (at most {parts.settings.max_clients})", 10)
-    body = StreamBody(request.environ, parts.hub, parts.fanout, first, fps)
-    response = Response(body, mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-    response.call_on_close(parts.fanout.release)
+    # The front hands this body, with the socket, to the fan-out; passed through as it is.
+    body = StreamBody(parts.fanout, fps)
+    response = Response(body, content_type=CONTENT_TYPE, direct_passthrough=True)
     response.headers["X-Accel-Buffering"] = "no"  # tell nginx not to buffer the stream
     return response
 

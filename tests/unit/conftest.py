@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from camd import settings as settings_module
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.frames import Frame
 from camd.hub import LIVE, Hub
 from camd.settings import Settings

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import camd
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.frames import Frame
 from camd.hub import LIVE, OFFLINE, STARTING, WARMING_UP, Hub
 from camd.settings import Settings

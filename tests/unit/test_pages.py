@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from flask.testing import FlaskClient
 
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.hub import Hub
 from camd.settings import Settings
 from camd.users import Users

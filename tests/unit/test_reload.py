@@ -12,7 +12,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from camd import settings as settings_module
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.hub import Hub
 from camd.reload import Reloader
 from camd.service import Notifier, Service

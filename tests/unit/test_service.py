@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camd.fanout import Fanout
+from camd.http import Fanout
 from camd.hub import LIVE, OFFLINE, WARMING_UP, Hub
 from camd.service import MAX_PING_EVERY, STATUS_EVERY, Notifier, Service, describe, watchdog_interval
 

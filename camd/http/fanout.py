@@ -1,11 +1,12 @@
 """Fan-out: one thread writes each new frame to every stream viewer with non-blocking sends.
 
-The web server authenticates a viewer and sends the response headers as for any
-other request, then lends the viewer's socket to this thread until the viewer
-goes away. Every viewer is sent the same bytes object (built once per frame),
-so the cost per viewer per frame is one ``send`` call. A viewer that cannot keep
-up is never queued for: it finishes the part it is on and then gets the newest
-frame, and one that makes no progress for ``write_timeout`` is dropped.
+The front authenticates a viewer's request like any other, then gives the
+viewer's socket (and the response head it has not sent yet) to this thread,
+which owns it until the viewer goes away and then closes it. Every viewer is
+sent the same bytes object (built once per frame, plain or as a chunk), so the
+cost per viewer per frame is one ``send`` call. A viewer that cannot keep up is
+never queued for: it finishes the part it is on and then gets the newest frame,
+and one that makes no progress for ``write_timeout`` is dropped.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from camd.frames import Frame
+from camd.http import parts
 from camd.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -43,22 +46,17 @@ class Viewer:
     sock: socket.socket
     chunked: bool
     interval: float  # seconds between frames for this viewer; 0 = every frame
-    last_seq: int
-    timeout: float | None = None  # the socket's timeout, given back when the viewer ends
+    on_end: Callable[[], None] | None = None  # called once when the viewer ends (releases its slot)
+    last_seq: int = -1
     fd: int = -1
-    done: threading.Event = field(default_factory=threading.Event)
     buffer: memoryview | None = None
     offset: int = 0
+    in_frame: bool = False  # whether ``buffer`` is a frame's part (or the response head before the first)
     due: float = 0.0
     progress_at: float = 0.0
     writing: bool = False
     frames_sent: int = 0
     reason: str = ""
-
-    def wait(self) -> str:
-        """Block the calling (server) thread until the viewer has ended; return why."""
-        self.done.wait()
-        return self.reason
 
 
 class Fanout:
@@ -78,6 +76,9 @@ class Fanout:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="fanout", daemon=True)
         self._new_frame = False
+        # The current frame's part, plain and chunked, built once and shared by every viewer.
+        self._parts_of: Frame | None = None
+        self._parts: list[bytes | None] = [None, None]
         # Counted here and added to the hub's (locked) counters once per loop, not once per send.
         self._frames_sent = 0
         self._bytes_sent = 0
@@ -107,30 +108,35 @@ class Fanout:
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """End every stream and the thread; viewers' server threads return at once."""
+        """End every stream (closing its socket) and the thread."""
         with self._slots_lock:
             self._stopping = True
         self.hub.remove_listener(self._on_publish)
         self._wake()
         self._thread.join(timeout)
-        for viewer in list(self._pending):
-            viewer.reason = "stopping"
-            viewer.done.set()
+        self._end_pending()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
+    def attach(
+        self,
+        sock: socket.socket,
+        *,
+        chunked: bool,
+        fps: float | None,
+        pending: bytes = b"",
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        """Take over a viewer's socket: send ``pending`` (the response head), then the newest frame and the rest.
 
-    def attach(self, sock: socket.socket, *, chunked: bool, fps: float | None, last_seq: int) -> Viewer:
-        """Hand a viewer's socket (headers already sent) to the fan-out thread."""
-        viewer = Viewer(sock, chunked, 1.0 / fps if fps else 0.0, last_seq, timeout=sock.gettimeout())
-        if self._stopping:
-            viewer.reason = "stopping"
-            viewer.done.set()
-            return viewer
+        From here on the fan-out owns the socket: it closes it and calls ``on_end`` once when the viewer ends.
+        """
+        viewer = Viewer(sock, chunked, 1.0 / fps if fps else 0.0, on_end)
+        if pending:
+            viewer.buffer = memoryview(pending)
         self._pending.append(viewer)
+        if self._stopping:
+            self._end_pending()
+            return
         self._wake()
-        return viewer
 
     # --- the thread -------------------------------------------------------------
 
@@ -174,10 +180,16 @@ class Fanout:
             self._flush_counters()
             for viewer in list(self._viewers.values()):
                 self._end(viewer, "stopping")
-            for viewer in list(self._pending):
-                viewer.reason = "stopping"
-                viewer.done.set()
+            self._end_pending()
             self._epoll.close()
+
+    def _end_pending(self) -> None:
+        while True:
+            try:
+                viewer = self._pending.popleft()
+            except IndexError:
+                return
+            self._end(viewer, "stopping")
 
     def _flush_counters(self) -> None:
         counters = self.hub.counters
@@ -204,20 +216,37 @@ class Fanout:
     def _add(self, viewer: Viewer) -> None:
         try:
             viewer.sock.setblocking(False)
-            viewer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+            if viewer.sock.family in (socket.AF_INET, socket.AF_INET6):
+                viewer.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
             fd = viewer.sock.fileno()
             self._epoll.register(fd, _IN)
-        except OSError as exc:
-            viewer.reason = f"gone before streaming: {exc}"
-            viewer.done.set()
+        except (OSError, ValueError) as exc:
+            self._end(viewer, f"gone before streaming: {exc}")
             return
         viewer.fd = fd
         self._viewers[fd] = viewer
-        viewer.due = time.monotonic() + viewer.interval
-        viewer.progress_at = time.monotonic()
+        now = time.monotonic()
+        viewer.due = now + viewer.interval
+        viewer.progress_at = now
+        if viewer.buffer is not None:
+            self._send(viewer)  # the response head first; the newest frame follows it
+            return
         frame = self.hub.latest
         if frame is not None:
-            self._offer(viewer, frame, time.monotonic())
+            self._offer(viewer, frame, now)
+
+    def _part(self, frame: Frame, chunked: bool) -> bytes:
+        """``frame``'s part for this framing, built on first use and kept while it is the newest."""
+        if frame is not self._parts_of:
+            self._parts_of = frame
+            self._parts = [None, None]
+        data = self._parts[chunked]
+        if data is None:
+            data = parts.part(frame.jpeg(), frame.timestamp)
+            if chunked:
+                data = parts.chunk(data)
+            self._parts[chunked] = data
+        return data
 
     def _offer(self, viewer: Viewer, frame: Frame, now: float) -> None:
         """Start sending ``frame`` to an idle viewer if it is new to it and due."""
@@ -229,7 +258,7 @@ class Fanout:
             # Keep to the viewer's grid; after a long gap start a new one.
             viewer.due = max(viewer.due + viewer.interval, now)
         try:
-            data = frame.part(viewer.chunked)
+            data = self._part(frame, viewer.chunked)
         except Exception:
             log.exception("cannot encode frame %d", frame.seq)
             viewer.last_seq = frame.seq
@@ -253,10 +282,11 @@ class Fanout:
         # The rest goes out as the socket drains (EPOLLOUT); the newest frame follows it.
         viewer.buffer = memoryview(data)
         viewer.offset = sent
+        viewer.in_frame = True
         self._modify(viewer, _IN | _OUT)
 
     def _send(self, viewer: Viewer) -> None:
-        """The socket can take more of the part it is on (EPOLLOUT)."""
+        """The socket can take more of the bytes it is on (EPOLLOUT)."""
         buffer = viewer.buffer
         assert buffer is not None
         try:
@@ -275,8 +305,10 @@ class Fanout:
                 self._modify(viewer, _IN | _OUT)
             return
         viewer.buffer = None
-        viewer.frames_sent += 1
-        self._frames_sent += 1
+        viewer.offset = 0
+        if viewer.in_frame:
+            viewer.frames_sent += 1
+            self._frames_sent += 1
         if viewer.writing:
             self._modify(viewer, _IN)
         latest = self.hub.latest
@@ -286,7 +318,7 @@ class Fanout:
 
     def _modify(self, viewer: Viewer, mask: int) -> None:
         try:
-            self._epoll.modify(viewer.sock.fileno(), mask)
+            self._epoll.modify(viewer.fd, mask)
             viewer.writing = bool(mask & _OUT)
         except OSError as exc:
             self._end(viewer, f"socket gone: {exc}")
@@ -309,18 +341,61 @@ class Fanout:
                 self._end(viewer, f"no progress for {self.write_timeout:g}s")
 
     def _end(self, viewer: Viewer, reason: str) -> None:
+        """Forget the viewer, close its socket and release its slot: once, whatever ended it."""
+        if viewer.reason:
+            return
+        viewer.reason = reason
         if self._viewers.pop(viewer.fd, None) is not None:
             try:
                 self._epoll.unregister(viewer.fd)
-            except OSError:
+            except (OSError, ValueError):
                 pass
         try:
-            if viewer.buffer is not None and viewer.offset:
-                # Cut off inside a part: nothing sensible can follow on this connection.
-                viewer.sock.shutdown(socket.SHUT_RDWR)
-            viewer.sock.settimeout(viewer.timeout)
+            viewer.sock.close()
         except OSError:
             pass
-        viewer.reason = reason
         log.debug("viewer ended after %d frames: %s", viewer.frames_sent, reason)
-        viewer.done.set()
+        if viewer.on_end is not None:
+            on_end, viewer.on_end = viewer.on_end, None
+            on_end()
+
+
+class StreamBody:
+    """The body of one viewer's response, which the front hands to the fan-out instead of iterating.
+
+    It stands for a ``max_clients`` slot the view has reserved: released once, by the fan-out when
+    the viewer ends, or by ``close()`` when the body is never handed over (HEAD, an error, a stop).
+    """
+
+    def __init__(self, fanout: Fanout, fps: float | None) -> None:
+        self.fanout = fanout
+        self.fps = fps
+        self._lock = threading.Lock()
+        self._handed = False
+        self._released = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())  # the frames are the fan-out's to send
+
+    def hand_off(self, sock: socket.socket, *, chunked: bool, pending: bytes) -> None:
+        """Give the viewer's socket and its unsent response head to the fan-out."""
+        with self._lock:
+            if self._released:
+                sock.close()
+                return
+            self._handed = True
+        self.fanout.attach(sock, chunked=chunked, fps=self.fps, pending=pending, on_end=self._release)
+
+    def close(self) -> None:
+        """The WSGI close(): frees the slot unless the fan-out has the viewer."""
+        with self._lock:
+            if self._handed:
+                return
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        self.fanout.release()
