@@ -82,6 +82,8 @@ class Signals:
 
 def run(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
     """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds; SIGHUP re-reads."""
+    from camd.activity_log import ActivityLog
+    from camd.activity_monitor import ActivityMonitor
     from camd.capture import Capture
     from camd.fanout import Fanout
     from camd.hub import Hub
@@ -90,6 +92,7 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     from camd.service import Service
     from camd.sources import Source, make_source
     from camd.stills import StillsWriter
+    from camd.timelapse import Timelapses
     from web import create_app
 
     setup_logging(settings.log_level)
@@ -116,9 +119,14 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
 
     hub = Hub(settings.jpeg_quality)
     stills = StillsWriter(settings, hub)
+    timelapses = Timelapses(settings.state_path / "timelapse", stills.root, stills.index, settings.timelapse_fps)
+    activity = ActivityMonitor(settings, hub, ActivityLog(settings.state_path / "activity"), stills)
     capture = Capture(settings, open_source, hub)
     fanout = Fanout(hub, settings.max_clients)
-    app = create_app(settings, hub, fanout, users, stills=stills)
+    app = create_app(
+        settings, hub, fanout, users, stills=stills, timelapses=timelapses,
+        activity=activity if settings.activity else None,
+    )  # fmt: skip
     server = WebServer(
         app, settings.host, settings.port, max_clients=settings.max_clients,
         tls_cert=settings.tls_cert, tls_key=settings.tls_key,
@@ -126,11 +134,16 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
 
     capture.start()
     stills.start()
+    if settings.activity:
+        activity.start()
+    timelapses.start()
     fanout.start()
     try:
         server.start()
     except OSError as exc:
         fanout.stop()
+        timelapses.stop()
+        activity.stop()
         stills.stop()
         capture.stop()
         raise RuntimeError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
@@ -157,6 +170,8 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     service.stop()
     fanout.stop()
     server.stop()
+    timelapses.stop()
+    activity.stop()  # logs the end of an event going on
     stills.stop()  # finishes a still being written
     capture.stop()
     state_lock.release()
