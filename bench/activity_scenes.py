@@ -117,7 +117,7 @@ def frames(width: int = 640, height: int = 480, fps: float = 5.03, quality: int 
         image *= gain
         if lamp is not None:
             image *= lamp
-        image += rng.normal(0.0, NOISE_SIGMA, image.shape).astype(np.float32)
+        image += rng.standard_normal(image.shape, dtype=np.float32) * NOISE_SIGMA
         picture = np.clip(image, 0, 255).astype(np.uint8)
         ok, buffer = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, quality])
         assert ok

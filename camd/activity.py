@@ -26,9 +26,11 @@ ANALYSIS_WIDTH = 160  # pixels across of the picture the score is computed on
 LEARN_SAMPLES = 5  # samples after a (re)start that only teach the noise floor
 NOISE_START = 2.0  # first guess of a pixel's usual difference, in grey levels
 NOISE_MIN = 0.5
-MIN_DIFFERENCE = 6.0  # a difference below this many grey levels is never a change
+MIN_DIFFERENCE = (2.0, 12.0)  # grey levels a pixel must change at least: most and least sensitive
 NOISE_ADAPT_SECONDS = 10.0  # how fast the noise floor follows the scene
 LIGHT_SWITCH_FRACTION = 0.6  # this much of the picture changing at once is a light, not activity
+# ... and so is this much when the whole picture also got this much brighter or darker at once.
+LIGHT_SWITCH_WITH_GAIN = (0.2, 0.1)  # (fraction, |log gain|)
 GAIN_LIMITS = (0.25, 4.0)  # larger brightness jumps than this between samples are not corrected
 
 
@@ -71,6 +73,12 @@ def sensitivity_factor(sensitivity: int) -> float:
     return 3.0 + 8.0 * (100 - sensitivity) / 99
 
 
+def minimum_difference(sensitivity: int) -> float:
+    """Grey levels a pixel must change at least, however quiet the scene: 2 (most sensitive) to 12."""
+    low, high = MIN_DIFFERENCE
+    return low + (high - low) * (100 - sensitivity) / 99
+
+
 def small_grey(jpeg: bytes | None = None, pixels: np.ndarray | None = None) -> np.ndarray | None:
     """The small greyscale picture the score uses; None when a JPEG does not decode."""
     if jpeg is not None:
@@ -109,6 +117,7 @@ class Detector:
     def __init__(self, *, rate: float, sensitivity: int = 50, min_area: float = 0.5, mask: tuple[Rect, ...] = ()):
         self.rate = rate
         self.factor = sensitivity_factor(sensitivity)
+        self.min_difference = minimum_difference(sensitivity)
         self.min_area = min_area / 100
         self.mask_rects = mask
         self.noise_alpha = min(1.0, 1.0 / max(1.0, NOISE_ADAPT_SECONDS * rate))
@@ -154,12 +163,13 @@ class Detector:
         gain = (before + 1.0) / (now + 1.0)
         current_matched = current * gain if GAIN_LIMITS[0] <= gain <= GAIN_LIMITS[1] else current
         difference = cv2.absdiff(current_matched, previous)
-        threshold = np.maximum(noise * self.factor, MIN_DIFFERENCE)
+        threshold = np.maximum(noise * self.factor, self.min_difference)
         changed = (difference > threshold) & keep
         count = int(np.count_nonzero(changed))
         fraction = count / area
         self._previous = current
-        if fraction >= LIGHT_SWITCH_FRACTION:
+        sudden = fraction >= LIGHT_SWITCH_WITH_GAIN[0] and abs(math.log(gain)) >= LIGHT_SWITCH_WITH_GAIN[1]
+        if fraction >= LIGHT_SWITCH_FRACTION or sudden:
             self.light_switches += 1
             self._learning = LEARN_SAMPLES
             return Sample(0.0, False, learning=True, light_switch=True)

@@ -68,7 +68,7 @@ class ActivityLog:
         with self._lock:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path(day), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = os.open(self.path(day), os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
                 try:
                     if day not in self._checked:
                         line = self._after_cut_line(fd) + line
