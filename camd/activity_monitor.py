@@ -59,10 +59,12 @@ class ActivityMonitor:
         self._last_seq = -1
         self._size = (0, 0)
         self._peak_frame: Frame | None = None
+        self._finishing: Event | None = None  # ended, its still and log line on their way
         self._last_still_time = -1e18
         self._minute = 0
         self._minute_level = 0.0
         self._housekeeping = 0.0
+        self._oldest_day: str | None = None
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -82,7 +84,7 @@ class ActivityMonitor:
         if self._thread is not None:
             self._thread.join(timeout)
         with self._lock:
-            event = self.events.close()
+            event = self._finishing = self.events.close()
             self._flush_minute()
         if event is not None:
             self._finish(event, save_still=False)
@@ -109,7 +111,11 @@ class ActivityMonitor:
                 self._step()
             except Exception:
                 log.exception("scoring activity failed")
-            if time.monotonic() >= self._housekeeping:
+            oldest = self.stills.index.oldest() if self.stills is not None else None
+            oldest_day = oldest.day if oldest is not None else None
+            # Retention just deleted the last still of a day (or the clock passed midnight): prune now.
+            if oldest_day != self._oldest_day or time.monotonic() >= self._housekeeping:
+                self._oldest_day = oldest_day
                 self._housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
                 self.prune()
 
@@ -146,6 +152,8 @@ class ActivityMonitor:
             if active:
                 self.last_active = when
             started, ended = self.events.feed(when, Sample(level, active))
+            if ended is not None:
+                self._finishing = ended
             peak_frame = self._peak_frame
             current = self.events.current
             if current is not None and current.peak_time == when:
@@ -162,7 +170,7 @@ class ActivityMonitor:
         self.level = 0.0
         self.detector.reset()
         with self._lock:
-            event = self.events.close()
+            event = self._finishing = self.events.close()
         if event is not None:
             self._finish(event)
 
@@ -173,6 +181,9 @@ class ActivityMonitor:
             event.still = self._event_still(event, peak_frame)
         record = {"kind": "end", **event.as_record()}
         self.log.append(record, event.start)
+        with self._lock:
+            if self._finishing is event:
+                self._finishing = None
         log.info(
             "activity: an event ended after %.1fs, peak %.1f%%%s", (event.end or event.start) - event.start,
             event.peak * 100, f", still {event.still}" if event.still else "",
@@ -230,17 +241,22 @@ class ActivityMonitor:
         now = time.time() if now is None else now
         stored = self.log.read(day)
         with self._lock:
-            current = self.events.current.copy() if self.events.current is not None else None
+            # The event going on, and one that just ended whose end is not in the log yet.
+            live = [event.copy() for event in (self.events.current, self._finishing) if event is not None]
             minute, minute_level = self._minute, self._minute_level
         events = []
         for stored_event in stored.events:
             event: dict[str, Any] = stored_event
-            if current is not None and abs(current.start - event["start"]) <= 0.01:
-                event = current.as_record()
+            match = next((item for item in live if abs(item.start - event["start"]) <= 0.01), None)
+            if match is not None:
+                event = match.as_record()
+                live.remove(match)
             elif event["end"] is None:
                 # Started before a crash or a stop that could not log its end: it is over, its end unknown.
                 event = {**event, "end": event["start"], "interrupted": True}
             events.append(event)
+        events.extend(item.as_record() for item in live if day_of(item.start) == day)  # not logged yet
+        events.sort(key=lambda event: event["start"])
         start = day_start(day)
         count = day_minutes(day)
         if day == day_of(now):
