@@ -19,8 +19,10 @@
   let dayLength = 86400;
   let cursor = null; // seconds into the day the keyboard points at
 
-  function clock(seconds) {
-    return new Date(seconds * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  function clock(seconds, withSeconds) {
+    const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    if (withSeconds) options.second = "2-digit";
+    return new Date(seconds * 1000).toLocaleTimeString([], options);
   }
 
   function percent(level) {
@@ -62,7 +64,8 @@
       if (level <= 0) return;
       // Square-root scale: a small change still shows, a big one does not flatten the rest.
       const bar = Math.max(2 * ratio, Math.sqrt(level / top) * barsHeight);
-      context.fillRect(minute * perMinute, barsHeight - bar, Math.max(ratio, perMinute), bar);
+      // At least 2 px wide: one busy minute of 1,440 must still be seen.
+      context.fillRect(minute * perMinute, barsHeight - bar, Math.max(2 * ratio, perMinute), bar);
     });
     if (!data) return;
     for (const event of data.events) {
@@ -70,7 +73,7 @@
       const end = (((event.end === null ? data.now : event.end) - dayStart) / dayLength) * width;
       context.fillStyle = accent;
       context.globalAlpha = 0.6;
-      context.fillRect(start, height - band, Math.max(2 * ratio, end - start), band);
+      context.fillRect(start, height - band, Math.max(3 * ratio, end - start), band);
       context.globalAlpha = 1;
       if (event.still) {
         const x = ((event.peak_time - dayStart) / dayLength) * width;
@@ -93,8 +96,8 @@
       const button = document.createElement("button");
       button.type = "button";
       button.className = "linkish";
-      const end = event.end === null ? "now" : clock(event.end);
-      button.textContent = clock(event.start) + "–" + end + " · peak " + percent(event.peak);
+      const end = event.end === null ? "now" : clock(event.end, true);
+      button.textContent = clock(event.start, true) + "–" + end + " · peak " + percent(event.peak);
       button.addEventListener("click", () => show(event.peak_time));
       item.append(button);
       if (event.still) {
@@ -154,7 +157,7 @@
       const caption = document.createElement("span");
       caption.className = "caption";
       const label = document.createElement("span");
-      label.textContent = new Date(still.time * 1000).toLocaleTimeString();
+      label.textContent = clock(still.time, true);
       caption.append(label);
       item.append(link, caption);
       aroundList.append(item);
