@@ -125,6 +125,9 @@ class Detector:
         self._previous: np.ndarray | None = None
         self._noise: np.ndarray | None = None
         self._keep: np.ndarray | None = None  # True where the picture is not masked
+        self._mask_u8: np.ndarray | None = None  # the same for OpenCV (255: kept), None without masks
+        self._area = 0
+        self._previous_mean = 0.0
         self._learning = 0
 
     def reset(self) -> None:
@@ -135,7 +138,11 @@ class Detector:
         self._previous = small.astype(np.float32)
         if self._noise is None or self._noise.shape != small.shape:
             self._noise = np.full(small.shape, NOISE_START, np.float32)
-            self._keep = self._mask_for(small.shape)
+            self._keep = keep = self._mask_for(small.shape)
+            self._area = int(np.count_nonzero(keep))
+            self._mask_u8 = None if self._area == keep.size else keep.astype(np.uint8) * 255
+        mask = self._mask_u8
+        self._previous_mean = cv2.mean(small, mask=mask)[0] if mask is not None else cv2.mean(small)[0]
         self._learning = LEARN_SAMPLES
 
     def _mask_for(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -153,30 +160,35 @@ class Detector:
         if previous is None or noise is None or keep is None or previous.shape != small.shape:
             self._start(small)
             return Sample(0.0, False, learning=True)
+        # Whole-picture operations only (no fancy indexing): this runs several times a second.
         current = small.astype(np.float32)
-        area = int(keep.sum())
+        area = self._area
         if area == 0:
             self._previous = current
             return Sample(0.0, False)
         # Whole-picture brightness changes (clouds, dusk, flicker, auto exposure) scale every pixel alike.
-        before, now = float(previous[keep].mean()), float(current[keep].mean())
-        gain = (before + 1.0) / (now + 1.0)
+        now = cv2.mean(small, mask=self._mask_u8)[0] if self._mask_u8 is not None else cv2.mean(small)[0]
+        gain = (self._previous_mean + 1.0) / (now + 1.0)
         current_matched = current * gain if GAIN_LIMITS[0] <= gain <= GAIN_LIMITS[1] else current
-        difference = cv2.absdiff(current_matched, previous)
-        threshold = np.maximum(noise * self.factor, self.min_difference)
-        changed = (difference > threshold) & keep
-        count = int(np.count_nonzero(changed))
-        fraction = count / area
-        self._previous = current
+        difference: np.ndarray = np.asarray(cv2.absdiff(current_matched, previous), np.float32)
+        threshold = noise * self.factor
+        np.maximum(threshold, self.min_difference, out=threshold)
+        changed = difference > threshold
+        if self._mask_u8 is not None:
+            changed &= keep
+        fraction = cv2.countNonZero(changed.view(np.uint8)) / area
+        self._previous, self._previous_mean = current, now
         sudden = fraction >= LIGHT_SWITCH_WITH_GAIN[0] and abs(math.log(gain)) >= LIGHT_SWITCH_WITH_GAIN[1]
         if fraction >= LIGHT_SWITCH_FRACTION or sudden:
             self.light_switches += 1
             self._learning = LEARN_SAMPLES
             return Sample(0.0, False, learning=True, light_switch=True)
         # The noise floor learns only from pixels that did not change, so activity does not raise it.
-        quiet = ~changed
         alpha = 0.3 if self._learning else self.noise_alpha
-        noise[quiet] += alpha * (np.maximum(difference[quiet], NOISE_MIN) - noise[quiet])
+        np.maximum(difference, NOISE_MIN, out=difference)
+        difference -= noise
+        difference *= alpha
+        np.add(noise, difference, out=noise, where=~changed)
         if self._learning:
             self._learning -= 1
             return Sample(0.0, False, learning=True)
