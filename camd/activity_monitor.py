@@ -27,7 +27,7 @@ from camd.stills_index import day_of
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 60.0
-MAX_FRAME_AGE = 2.0  # an older newest frame means the camera stalled: nothing to score
+MAX_FRAME_AGE = 2.0  # seconds, or 3 frame intervals of a slow camera: an older frame means it stalled
 
 
 def _grey(frame: Frame) -> np.ndarray | None:
@@ -121,7 +121,9 @@ class ActivityMonitor:
 
     def _step(self) -> None:
         frame = self.hub.latest_live
-        if self.hub.camera.state != LIVE or frame is None or frame.age > MAX_FRAME_AGE:
+        camera = self.hub.camera
+        too_old = max(MAX_FRAME_AGE, 3.0 / max(camera.fps, 0.1))
+        if camera.state != LIVE or frame is None or frame.age > too_old:
             self._interrupted()
             return
         if frame.seq == self._last_seq:

@@ -220,3 +220,35 @@ def test_a_timelapse_has_one_frame_per_still_and_its_signature_follows_the_still
     stills = [Still("2026-01-01", "20260101-000000.jpg", 0.0, 10)]
     assert signature(stills, 10) != signature([*stills, Still("2026-01-01", "20260101-000500.jpg", 300.0, 10)], 10)
     assert signature(stills, 10) != signature(stills, 12)
+
+
+# --- the monitor's bookkeeping ------------------------------------------------------------------
+
+
+def test_the_monitor_shows_the_event_going_on_logs_its_end_and_a_new_process_reads_it(tmp_path: Path) -> None:
+    from camd.activity_monitor import ActivityMonitor
+    from camd.hub import Hub
+
+    settings = load({"state_dir": str(tmp_path), "activity_quiet": "1s"}, environ={})
+    hub = Hub(80)
+    monitor = ActivityMonitor(settings, hub, ActivityLog(tmp_path / "activity"))
+    now = time.time()
+    day = day_of(now)
+    monitor.observe(None, now, 0.1, True)
+    going = monitor.day(day, now)
+    expected = {"start": round(now, 3), "end": None, "peak": 0.1, "peak_time": round(now, 3), "still": None}
+    assert going["events"] == [expected]
+    minute = int((now - day_start(day)) // 60)
+    assert len(going["levels"]) == minute + 1 and going["levels"][minute] == 0.1
+    monitor.observe(None, now + 0.2, 0.3, True)
+    monitor.observe(None, now + 1.5, 0.0, False)
+    ended = monitor.day(day, now + 1.5)["events"]
+    assert [(e["end"], e["peak"], e["peak_time"]) for e in ended] == [(round(now + 0.2, 3), 0.3, round(now + 0.2, 3))]
+    assert hub.counters.get("activity_events") == 1 and monitor.last_active == now + 0.2
+    monitor.stop()  # writes the minute so far
+
+    again = ActivityMonitor(settings, Hub(80), ActivityLog(tmp_path / "activity"))
+    again._restore()
+    assert again.day(day, now + 2)["events"] == ended
+    assert again.day(day, now + 2)["levels"][minute] == 0.3
+    assert again.last_active == round(now + 0.2, 3)
