@@ -71,8 +71,7 @@ def events_part(size: tuple[int, int]) -> None:
 
 
 def cpu_part(size: tuple[int, int], repeats: int = 400) -> None:
-    pictures = [jpeg for _, jpeg in zip(range(60), frames(*size, fps=FPS), strict=False)]
-    pictures = [jpeg for _, jpeg in pictures]  # type: ignore[misc]
+    pictures = [jpeg for _, (_, jpeg) in zip(range(60), frames(*size, fps=FPS), strict=False)]
     detector = Detector(rate=FPS)
     for jpeg in pictures[:10]:
         detector.feed(small_grey(jpeg=jpeg))  # type: ignore[arg-type]
@@ -95,7 +94,7 @@ def cpu_part(size: tuple[int, int], repeats: int = 400) -> None:
 
 def recording(path: Path, size: tuple[int, int], fps: int, seconds: int) -> Path:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
-    for _, jpeg in zip(range(fps * seconds), frames(*size, fps=fps), strict=False):
+    for _, (_, jpeg) in zip(range(fps * seconds), frames(*size, fps=fps), strict=False):
         writer.write(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
     writer.release()
     return path
