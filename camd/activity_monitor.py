@@ -243,8 +243,11 @@ class ActivityMonitor:
         now = time.time() if now is None else now
         stored = self.log.read(day)
         with self._lock:
-            # The event going on, and one that just ended whose end is not in the log yet.
+            # The event going on, and one that just ended whose still and end are on their way to the log:
+            # both show as going on (end null), so an event with an end is final, its still known.
             live = [event.copy() for event in (self.events.current, self._finishing) if event is not None]
+            for item in live:
+                item.end = None
             minute, minute_level = self._minute, self._minute_level
         events = []
         for stored_event in stored.events:
