@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FOURCC = cv2.VideoWriter.fourcc(*"VP80")
 SUFFIX = ".webm"
+BUILD_NICE = 10
 
 
 class TimelapseError(Exception):
@@ -137,6 +138,11 @@ class Timelapses:
             return sorted(self._pending)
 
     def _run(self) -> None:
+        # A build takes seconds of CPU per minute of video: capture and viewers come first (Linux: per thread).
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BUILD_NICE)
+        except (OSError, AttributeError) as exc:
+            log.debug("cannot lower the timelapse builder's priority: %s", exc)
         while not self._stop.is_set():
             day = self._queue.get()
             if not day or self._stop.is_set():
