@@ -169,7 +169,13 @@
 
   canvas.addEventListener("click", (event) => {
     const box = canvas.getBoundingClientRect();
-    show(dayStart + ((event.clientX - box.left) / box.width) * dayLength);
+    let when = dayStart + ((event.clientX - box.left) / box.width) * dayLength;
+    // A pixel of a phone-wide strip is minutes long: a click next to an event means that event.
+    const slack = (6 / box.width) * dayLength;
+    const near = (data ? data.events : []).filter((item) => Math.abs(item.peak_time - when) <= slack);
+    if (near.length) near.sort((a, b) => Math.abs(a.peak_time - when) - Math.abs(b.peak_time - when));
+    if (near.length) when = near[0].peak_time;
+    show(when);
   });
   canvas.addEventListener("keydown", (event) => {
     const step = event.shiftKey ? 3600 : 600;
