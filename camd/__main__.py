@@ -84,12 +84,15 @@ class Signals:
 def run(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
     """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds; SIGHUP re-reads."""
     from camd import http
+    from camd.activity_log import ActivityLog
+    from camd.activity_monitor import ActivityMonitor
     from camd.capture import Capture
     from camd.hub import Hub
     from camd.reload import Reloader
     from camd.service import Service
     from camd.sources import Source, make_source
     from camd.stills import StillsWriter
+    from camd.timelapse import Timelapses
     from web import create_app
 
     setup_logging(settings.log_level)
@@ -127,13 +130,21 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
 
     hub = Hub(settings.jpeg_quality)
     stills = StillsWriter(settings, hub)
+    timelapses = Timelapses(settings.state_path / "timelapse", stills.root, stills.index, settings.timelapse_fps)
+    activity = ActivityMonitor(settings, hub, ActivityLog(settings.state_path / "activity"), stills)
     capture = Capture(settings, open_source, hub)
     fanout = http.Fanout(hub, settings.max_clients)
-    app = create_app(settings, hub, fanout, users, stills=stills)
+    app = create_app(
+        settings, hub, fanout, users, stills=stills, timelapses=timelapses,
+        activity=activity if settings.activity else None,
+    )  # fmt: skip
     server = http.HttpServer(app, listener, tls_context=tls_context)
 
     capture.start()
     stills.start()
+    if settings.activity:
+        activity.start()
+    timelapses.start()
     fanout.start()
     server.start()
     # The URL is for this machine; the address says what else can reach it (the closing block lists those URLs).
@@ -159,6 +170,8 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     service.stop()
     fanout.stop()
     server.stop()
+    timelapses.stop()
+    activity.stop()  # logs the end of an event going on
     stills.stop()  # finishes a still being written
     capture.stop()
     state_lock.release()

@@ -181,6 +181,20 @@ def parse_fourcc(raw: Any) -> str:
     raise ValueError("auto or four characters such as MJPG or YUYV")
 
 
+def parse_mask(raw: Any) -> str:
+    """Activity mask rectangles, checked here and parsed again by the detector."""
+    from camd.activity import MaskError
+    from camd.activity import parse_mask as parse_rects
+
+    if not isinstance(raw, str):
+        raise ValueError("rectangles 'x,y,w,h' in percent of the frame, separated by ';'")
+    try:
+        parse_rects(raw)
+    except MaskError as exc:
+        raise ValueError(str(exc)) from None
+    return raw.strip()
+
+
 # --- the table of settings ---------------------------------------------------------
 
 
@@ -279,6 +293,25 @@ class Settings:
     stills_min_free_mb: int = _setting(
         200, parse_int, "delete old stills to keep this much disk free", low=0, high=10_000_000
     )
+    activity: bool = _setting(True, parse_bool, "measure activity (change in the picture) and log its events")
+    activity_rate: float = _setting(
+        5.0, parse_float, "pictures per second the activity score looks at", low=0.2, high=30
+    )
+    activity_sensitivity: int = _setting(
+        50, parse_int, "how small a change counts (100: the smallest above the noise)", low=1, high=100
+    )
+    activity_min_area: float = _setting(
+        0.5, parse_float, "percent of the picture that must change to count as activity", low=0.01, high=50
+    )
+    activity_mask: str = _setting(
+        "", parse_mask, "regions to ignore: 'x,y,w,h' in percent of the frame, ';' between them", metavar="RECTS"
+    )
+    activity_quiet: float = _setting(
+        5.0, parse_duration, "an event ends after this long without activity", low=0.5, high=3600
+    )
+    activity_min_gap: float = _setting(60.0, parse_duration, "at most one event still per this long", high=86400)
+    activity_stills: bool = _setting(True, parse_bool, "save a still at each activity event's peak")
+    timelapse_fps: float = _setting(10.0, parse_float, "frames per second of a day's timelapse", low=1, high=60)
     title: str = _setting("camd", parse_str, "title of the landing page")
     description: str = _setting("", parse_str, "text of the landing page")
     log_level: str = _setting("info", choice("debug", "info", "warning", "error"), "debug, info, warning, error")

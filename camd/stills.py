@@ -347,6 +347,17 @@ class StillsWriter:
             self._prune()
         return still
 
+    def take_frame(self, frame: Frame) -> Still:
+        """Save ``frame`` (an activity event's peak) as a still named after its own capture time.
+
+        Raises NoPicture when it does not decode, StillError when the disk refuses it.
+        """
+        jpeg = encode_still(frame, self.settings.stills_quality, self.settings.stills_banner, self.settings.title)
+        with self._save_lock:
+            still = self._save(jpeg, frame.timestamp)
+            self._prune()
+        return still
+
     def _save(self, jpeg: bytes, when: float) -> Still:
         day, base = day_of(when), base_name(when)
         folder = self.root / day

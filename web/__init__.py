@@ -34,4 +34,12 @@ def create_app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, **ext
         from web import stills
 
         stills.init_app(app)
+    if extra.get("timelapses") is not None:
+        from web import timelapse
+
+        timelapse.init_app(app)
+    if extra.get("activity") is not None:
+        from web import activity
+
+        activity.init_app(app)
     return app

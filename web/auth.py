@@ -33,7 +33,10 @@ def _busy() -> Response:
 
 def _credentials() -> tuple[str, str]:
     """The basic-auth user and password (werkzeug parses the header); empty strings for anything else."""
-    given = request.authorization
+    try:
+        given = request.authorization
+    except ValueError:  # werkzeug's base64 decoding refuses non-ASCII bytes: a malformed header is no login
+        return "", ""
     if given is None or given.type != "basic":
         return "", ""
     return given.username or "", given.password or ""

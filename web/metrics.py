@@ -35,6 +35,7 @@ COUNTERS = (
     ("stills_failed", "camd_stills_failed", "Stills that could not be written"),
     ("stills_skipped", "camd_stills_skipped", "Stills not taken: no fresh live frame at the time"),
     ("stills_deleted", "camd_stills_deleted", "Stills deleted by retention"),
+    ("activity_events", "camd_activity_events", "Activity events: stretches of change in the picture"),
     ("reconnects", "camd_reconnects", "Times the camera was lost after being live"),
     ("warmup_frames", "camd_warmup_frames", "Frames discarded while warming the camera up, all warm-ups together"),
     ("warmup_seconds", "camd_warmup_seconds", "Seconds spent warming the camera up, all warm-ups together"),
@@ -89,6 +90,12 @@ class CamdCollector(Collector):
         yield GaugeMetricFamily("camd_start_time_seconds", "When camd started, in Unix seconds", value=hub.started)
         healthy = camera.state == LIVE and hub.live_age() < self.parts.settings.stall_timeout
         yield GaugeMetricFamily("camd_healthy", "1 while /healthz says ok (fresh live frames)", value=float(healthy))
+        activity = self.parts.extra.get("activity")
+        if activity is not None:
+            yield GaugeMetricFamily(
+                "camd_activity_level", "Fraction of the picture that changed in the last activity sample (0-1)",
+                value=activity.level,
+            )  # fmt: skip
         stills = self.parts.extra.get("stills")
         describe = getattr(stills, "status", None)
         if callable(describe):

@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
 from camd import settings as settings_module
-from camd.http import Fanout
 from camd.frames import Frame
+from camd.http import Fanout
 from camd.hub import LIVE, Hub
 from camd.settings import Settings
 from camd.stills import StillsWriter

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import camd
-from camd.http import Fanout
 from camd.frames import Frame
+from camd.http import Fanout
 from camd.hub import LIVE, OFFLINE, STARTING, WARMING_UP, Hub
 from camd.settings import Settings
 from camd.stills import StillsWriter

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from camd import settings as settings_module
-from camd.http import Fanout
 from camd.frames import Frame
+from camd.http import Fanout
 from camd.hub import Hub
 from camd.stats import Counters
 from camd.users import Users, set_password

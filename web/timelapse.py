@@ -1,0 +1,128 @@
+"""A day's stills played back: a VP8 WebM built in the background, or at once as an MJPEG stream of the files."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
+from werkzeug.wsgi import wrap_file
+
+from camd.http.parts import BOUNDARY, CONTENT_TYPE, part
+from camd.stills_index import DAY_RE, Still
+from camd.timelapse import TimelapseError, Timelapses
+from web.context import camd
+from web.errors import error_response
+
+bp = Blueprint("timelapse", __name__)
+
+MIN_FPS = 0.2
+MAX_FPS = 60.0
+BUILD_RETRY_AFTER = 3  # seconds a browser waits before asking for a timelapse being built again
+# Each playback holds a worker of the front's small pool while it waits for the next still: bounded.
+MAX_PLAYBACKS = 2
+PLAYBACKS = "camd.timelapse_playbacks"
+
+
+def timelapses() -> Timelapses:
+    return camd().extra["timelapses"]
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[PLAYBACKS] = threading.BoundedSemaphore(MAX_PLAYBACKS)
+    app.register_blueprint(bp)
+
+
+def _checked_day(day: str) -> str:
+    if not DAY_RE.fullmatch(day):
+        abort(404)
+    return day
+
+
+@bp.route("/stills/<day>.webm", methods=["GET", "HEAD"])
+def webm(day: str) -> Response:
+    """The day's timelapse: 200 (ranged) once built and current, 202 with Retry-After while it is built."""
+    try:
+        path = timelapses().get(_checked_day(day))
+    except LookupError:
+        abort(404)
+    except TimelapseError as exc:
+        response = jsonify(error=f"no timelapse of {day}: {exc}")
+        response.status_code = 500
+        return response
+    if path is None:
+        response = jsonify(status="building", day=day)
+        response.status_code = 202
+        response.headers["Retry-After"] = str(BUILD_RETRY_AFTER)
+        return response
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:  # replaced by a newer build just now
+        response = jsonify(status="building", day=day)
+        response.status_code = 202
+        response.headers["Retry-After"] = "1"
+        return response
+    info = os.fstat(handle.fileno())
+    response = Response(wrap_file(request.environ, handle), mimetype="video/webm", direct_passthrough=True)
+    response.content_length = info.st_size
+    response.last_modified = info.st_mtime  # type: ignore[assignment]
+    response.set_etag(path.stem.rsplit(".", 1)[-1])
+    # The URL stays while the day's stills change: the browser must ask again, an ETag makes that cheap.
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.make_conditional(request.environ, accept_ranges=True, complete_length=info.st_size)
+    return response
+
+
+def _fps() -> float:
+    raw = request.args.get("fps")
+    if raw is None or raw == "":
+        return timelapses().fps
+    try:
+        fps = float(raw)
+    except ValueError:
+        abort(400, description="fps must be a number")
+    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
+        abort(400, description=f"fps must be from {MIN_FPS:g} to {MAX_FPS:g}")
+    return fps
+
+
+def play(root: Path, stills: list[Still], fps: float, stop: threading.Event) -> Iterator[bytes]:
+    """The stills' own bytes as multipart parts, one every 1/fps seconds; ends after the last one.
+
+    Runs outside the request context, so it gets what it needs. Waiting is on the
+    daemon's stop flag, so a shutdown ends the stream at once.
+    """
+    interval = 1.0 / fps
+    due = time.monotonic()
+    for still in stills:
+        try:
+            data = (root / still.day / still.name).read_bytes()
+        except OSError:
+            continue  # deleted since the list was made
+        wait = due - time.monotonic()
+        if wait > 0 and stop.wait(wait):
+            return
+        due = max(due + interval, time.monotonic())
+        yield part(data, still.time)
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
+@bp.get("/stills/<day>/timelapse.mjpg")
+def mjpeg(day: str) -> Response:
+    fps = _fps()
+    stills = camd().extra["stills"].index.of_day(_checked_day(day))
+    if not stills:
+        abort(404)
+    parts = timelapses()
+    root = camd().extra["stills"].root
+    playbacks: threading.BoundedSemaphore = current_app.extensions[PLAYBACKS]
+    if not playbacks.acquire(blocking=False):
+        return error_response(503, f"{MAX_PLAYBACKS} timelapses are playing already; try again later", retry_after=10)
+    response = Response(play(root, stills, fps, parts.stopping), mimetype=CONTENT_TYPE)
+    response.call_on_close(playbacks.release)  # the front closes every response body, finished or not
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
