@@ -24,7 +24,11 @@ def camd(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_second_daemon_on_the_same_state_dir_exits_2_before_touching_it(daemon: Daemon) -> None:
+def test_second_daemon_on_the_same_state_dir_exits_2_before_touching_it(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    # The first daemon writes no activity log, so whatever appears in the folder came from the second.
+    daemon = daemon_factory("--source", "test", "--no-activity")
     before = sorted(path.name for path in daemon.state_dir.iterdir())
     result = camd("run", "--source", "test", "--host", "127.0.0.1", "--port", "0", "--state-dir", str(daemon.state_dir))
     assert result.returncode == 2, result.stderr
