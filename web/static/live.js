@@ -35,11 +35,13 @@
   const SAVER = { width: 320, quality: "low", fps: 10 }; // about a quarter of a Mbit/s
   const FULL = LADDER.length - 1;
   const WINDOW_MS = 3000; // what the figures are measured over
-  const SETTLE_MS = 3000; // a new variant's first seconds say little (queues of the old one drain)
+  const SETTLE_MS = 4000; // time on a new variant before Auto judges it
+  const DRAIN_MS = 1500; // its first frames queued behind the old stream's on the link: not judged
   const UP_AFTER_MS = 8000; // time on a good variant before trying the next one up
   const LATE_MS = 350; // a frame older than this on arrival is late
   const GOOD_MS = 200;
   const MIN_FPS = 12;
+  const CAPACITY_MS = 120000; // how long what a full link carried is trusted before Auto tries more again
 
   let retryMs = RETRY_MIN_MS;
   let frames = 0;
@@ -59,6 +61,8 @@
   let minAge = Infinity; // the lowest age seen: the clock offset to the server, plus the fastest delivery
   const blockedUntil = LADDER.map(() => 0); // a step that failed is not retried before this
   const failures = LADDER.map(() => 0);
+  let capacity = 0; // bytes per second the link carried when it was full (frames came late)
+  let capacityAt = 0;
 
   function readMode() {
     try {
@@ -319,18 +323,20 @@
   }
 
   // The figures of the active stream over the last WINDOW_MS.
-  function measure(now) {
+  function measure(now, from) {
     samples = samples.filter((sample) => now - sample.at <= WINDOW_MS);
-    const span = Math.min(WINDOW_MS, now - (active ? active.since : now)) / 1000;
-    const bytes = samples.reduce((sum, sample) => sum + sample.bytes, 0);
-    const ages = samples.map((sample) => sample.age);
+    const start = Math.max(from, now - WINDOW_MS);
+    const counted = samples.filter((sample) => sample.at >= start);
+    const span = Math.max(0, now - start) / 1000;
+    const bytes = counted.reduce((sum, sample) => sum + sample.bytes, 0);
+    const ages = counted.map((sample) => sample.age);
     // A phone's clock is not the camera's: the lowest age seen (the clock offset plus the fastest
     // delivery) stands for "no delay", and the delay of each frame is measured from it.
     const delays = ages.map((age) => age - minAge);
     return {
-      fps: span > 0 ? samples.length / span : 0,
+      fps: span > 0 ? counted.length / span : 0,
       bytesPerSecond: span > 0 ? bytes / span : 0,
-      bytesPerFrame: samples.length ? bytes / samples.length : 0,
+      bytesPerFrame: counted.length ? bytes / counted.length : 0,
       ageP95: Math.round(percentile(delays, 0.95)),
       ageP50: Math.round(percentile(delays, 0.5)),
       rawAgeP95: Math.round(percentile(ages, 0.95)),
@@ -364,10 +370,16 @@
     return index !== FULL && !LADDER[index].quality && sourceWidth() > 0 && width >= sourceWidth();
   }
 
-  // A JPEG's size goes roughly with its pixel count; "low" quality about halves it.
+  // A JPEG's size grows more slowly than its pixel count (headers, edges, text): about width^1.5 here;
+  // "low" quality about halves it.
   function relativeSize(index) {
-    const width = widthOf(index);
-    return width * width * (LADDER[index].quality === "low" ? 0.5 : 1);
+    return widthOf(index) ** 1.5 * (LADDER[index].quality === "low" ? 0.5 : 1);
+  }
+
+  // Whether a step up is likely to fit in what the link carried when it was last full (if that is recent).
+  function fits(next, figures, now) {
+    if (!capacity || now - capacityAt > CAPACITY_MS) return true; // unknown: try it
+    return (figures.bytesPerSecond * relativeSize(next)) / relativeSize(step) <= 0.8 * capacity;
   }
 
   function decide(now, figures) {
@@ -377,11 +389,14 @@
     const late = figures.ageP95 > LATE_MS;
     const slow = figures.fps < Math.min(MIN_FPS, 0.7 * rate);
     const cap = screenStep();
+    if (figures.bytesPerSecond > capacity && !late) capacity = figures.bytesPerSecond; // it carried more
     if ((late || slow) && step > 0) {
+      capacity = figures.bytesPerSecond;
+      capacityAt = now;
       failures[step] += 1;
       blockedUntil[step] = now + Math.min(300000, 15000 * 2 ** (failures[step] - 1));
-      // When the link is full, what arrives is what it carries: aim for 60% of it at the camera's rate.
-      const budget = (0.6 * figures.bytesPerSecond) / Math.max(rate, 1);
+      // When the link is full, what arrives is what it carries: aim for 70% of it at the camera's rate.
+      const budget = (0.7 * figures.bytesPerSecond) / Math.max(rate, 1);
       let next = step - 1;
       while (next > 0 && (likeFull(next) || (figures.bytesPerFrame * relativeSize(next)) / relativeSize(step) > budget)) {
         next -= 1;
@@ -396,7 +411,8 @@
       now - active.since >= UP_AFTER_MS &&
       figures.ageP95 < GOOD_MS &&
       figures.fps >= 0.85 * rate &&
-      blockedUntil[step + 1] <= now
+      blockedUntil[step + 1] <= now &&
+      fits(step + 1, figures, now)
     ) {
       step += 1;
       while (step < FULL && likeFull(step)) step += 1;
@@ -446,9 +462,9 @@
     framesBefore = frames;
     const now = performance.now();
     if (active && now - lastFrameAt > STALL_MS) close(active); // a stalled stream: reconnect
-    const figures = measure(now);
-    showFigures(figures);
-    decide(now, figures);
+    const since = active ? active.since : now;
+    showFigures(measure(now, since));
+    decide(now, measure(now, since + DRAIN_MS));
     render();
   }, 1000);
   pollStatus();
