@@ -23,10 +23,11 @@
   const MODE_KEY = "camd.live.mode";
   const decoder = new TextDecoder("latin1");
 
-  // The ladder Auto moves on, smallest first; "full" is the camera's own picture.
+  // The ladder Auto moves on, smallest first; "full" is the camera's own picture. 480 at low quality
+  // costs about what 320 at the default does (5.5 KB a frame of 720p), with more picture.
   const LADDER = [
     { width: 320, quality: "low" },
-    { width: 320, quality: "" },
+    { width: 480, quality: "low" },
     { width: 480, quality: "" },
     { width: 640, quality: "" },
     { width: 960, quality: "" },
