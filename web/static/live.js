@@ -350,7 +350,10 @@
     const pixels = canvas.getBoundingClientRect().width * (window.devicePixelRatio || 1);
     for (let i = 1; i < FULL; i++) {
       if (likeFull(i)) return FULL;
-      if (LADDER[i].width >= pixels) return i;
+      if (LADDER[i].width >= pixels) {
+        while (i + 1 < FULL && LADDER[i + 1].width === LADDER[i].width) i += 1; // that width's best quality
+        return i;
+      }
     }
     return FULL;
   }
