@@ -93,6 +93,7 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     from camd.sources import Source, make_source
     from camd.stills import StillsWriter
     from camd.timelapse import Timelapses
+    from camd.variants import Variants
     from web import create_app
 
     setup_logging(settings.log_level)
@@ -133,10 +134,11 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     timelapses = Timelapses(settings.state_path / "timelapse", stills.root, stills.index, settings.timelapse_fps)
     activity = ActivityMonitor(settings, hub, ActivityLog(settings.state_path / "activity"), stills)
     capture = Capture(settings, open_source, hub)
-    fanout = http.Fanout(hub, settings.max_clients)
+    variants = Variants(hub.counters)  # smaller pictures (?width=, ?quality=), made only while watched
+    fanout = http.Fanout(hub, settings.max_clients, variants=variants)
     app = create_app(
         settings, hub, fanout, users, stills=stills, timelapses=timelapses,
-        activity=activity if settings.activity else None,
+        activity=activity if settings.activity else None, variants=variants,
     )  # fmt: skip
     server = http.HttpServer(app, listener, tls_context=tls_context)
 

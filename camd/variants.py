@@ -233,7 +233,12 @@ class Variants:
                 return base
             # Decode for the widest variant anyone watches, so that the next variant needs no decode of its own.
             with self._lock:
-                watched = [target_width(key, frame.width) for key in self._watchers]
+                # Viewers of the frame's own bytes need no decode: they do not widen it.
+                watched = [
+                    target_width(key, frame.width)
+                    for key in self._watchers
+                    if target_width(key, frame.width) < frame.width or key.quality < frame.quality
+                ]
             widest = max([width, *watched])
             factor = reduction_for(frame.width, widest)
             decoded: np.ndarray | None

@@ -1,4 +1,4 @@
-"""The live stream and the snapshot."""
+"""The live stream and the snapshot, full size or as a smaller variant (``?width=``, ``?quality=``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from flask import Blueprint, Response, abort, jsonify, request
 
 from camd.http import CONTENT_TYPE, StreamBody
+from camd.variants import VariantError, VariantKey, Variants, parse_variant
 from web.context import camd
 
 bp = Blueprint("stream", __name__)
@@ -30,16 +31,35 @@ def requested_fps() -> float | None:
     return fps
 
 
+def requested_variant(source_width: int) -> VariantKey:
+    """The viewer's ``?width=`` and ``?quality=``, snapped to the ladder; 400 for values that are not allowed."""
+    try:
+        return parse_variant(
+            request.args.get("width"), request.args.get("quality"),
+            source_width=source_width, default_quality=camd().settings.jpeg_quality,
+        )  # fmt: skip
+    except VariantError as exc:
+        abort(400, description=str(exc))  # answered by web.errors' error_response, like every 400
+
+
+def variants() -> Variants | None:
+    """The daemon's variant maker, when the app was given one."""
+    made = camd().extra.get("variants")
+    return made if isinstance(made, Variants) else None
+
+
 @bp.get("/stream.mjpg")
 def mjpeg() -> Response:
     parts = camd()
     fps = requested_fps()
-    if parts.hub.latest is None:
+    latest = parts.hub.latest
+    key = requested_variant(latest.width if latest is not None else parts.hub.camera.width)
+    if latest is None:
         return _busy("the camera is starting", 2)
     if not parts.fanout.reserve():
         return _busy(f"too many viewers (at most {parts.settings.max_clients})", 10)
     # The front hands this body, with the socket, to the fan-out; passed through as it is.
-    body = StreamBody(parts.fanout, fps)
+    body = StreamBody(parts.fanout, fps, key)
     response = Response(body, content_type=CONTENT_TYPE, direct_passthrough=True)
     response.headers["X-Accel-Buffering"] = "no"  # tell nginx not to buffer the stream
     return response
@@ -48,9 +68,11 @@ def mjpeg() -> Response:
 @bp.get("/snapshot.jpg")
 def snapshot() -> Response:
     frame = camd().hub.latest_live
+    key = requested_variant(frame.width if frame is not None else camd().hub.camera.width)
     if frame is None:
         return _busy("no picture yet: the camera is warming up", 2)
-    response = Response(frame.jpeg(), mimetype="image/jpeg")
+    maker = variants()
+    response = Response(frame.jpeg() if maker is None else maker.jpeg(frame, key), mimetype="image/jpeg")
     response.headers["X-Timestamp"] = f"{frame.timestamp:.6f}"
     if request.args.get("download"):
         name = time.strftime("snapshot-%Y%m%d-%H%M%S.jpg", time.localtime(frame.timestamp))

@@ -3,8 +3,10 @@
 The front authenticates a viewer's request like any other, then gives the
 viewer's socket (and the response head it has not sent yet) to this thread,
 which owns it until the viewer goes away and then closes it. Every viewer is
-sent the same bytes object (built once per frame, plain or as a chunk), so the
-cost per viewer per frame is one ``send`` call. A viewer that cannot keep up is
+sent the same bytes object (built once per frame per variant, plain or as a
+chunk), so the cost per viewer per frame is one ``send`` call. Each viewer keeps
+the variant it asked for (``?width=``, ``?quality=``); viewers of the frame's own
+JPEG are served first, so that making the smaller variants never delays them. A viewer that cannot keep up is
 never queued for: it finishes the part it is on and then gets the newest frame,
 and one that makes no progress for ``write_timeout`` is dropped.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from camd.frames import Frame
 from camd.http import parts
 from camd.hub import Hub
+from camd.variants import VariantKey, Variants
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class Viewer:
     chunked: bool
     interval: float  # seconds between frames for this viewer; 0 = every frame
     on_end: Callable[[], None] | None = None  # called once when the viewer ends (releases its slot)
+    key: VariantKey | None = None  # the picture variant it receives; None = the frame's own JPEG
+    watched: bool = False  # counted by ``Variants.watch`` (undone once, when it ends)
     last_seq: int = -1
     fd: int = -1
     buffer: memoryview | None = None
@@ -62,8 +67,11 @@ class Viewer:
 class Fanout:
     """Writes frames from the hub to viewers' sockets from a single epoll thread."""
 
-    def __init__(self, hub: Hub, max_clients: int, write_timeout: float = WRITE_TIMEOUT) -> None:
+    def __init__(
+        self, hub: Hub, max_clients: int, write_timeout: float = WRITE_TIMEOUT, variants: Variants | None = None
+    ) -> None:
         self.hub = hub
+        self.variants = variants
         self.max_clients = max_clients
         self.write_timeout = write_timeout
         self._slots = 0
@@ -76,12 +84,13 @@ class Fanout:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="fanout", daemon=True)
         self._new_frame = False
-        # The current frame's part, plain and chunked, built once and shared by every viewer.
+        # The current frame's parts per (variant, chunked), built once and shared by that variant's viewers.
         self._parts_of: Frame | None = None
-        self._parts: list[bytes | None] = [None, None]
+        self._parts: dict[tuple[VariantKey | None, bool], bytes] = {}
         # Counted here and added to the hub's (locked) counters once per loop, not once per send.
         self._frames_sent = 0
         self._bytes_sent = 0
+        self._sent_by_key: dict[VariantKey, list[int]] = {}  # [frames, bytes] per variant, flushed with the rest
 
     # --- admission ---------------------------------------------------------------
 
@@ -124,12 +133,14 @@ class Fanout:
         fps: float | None,
         pending: bytes = b"",
         on_end: Callable[[], None] | None = None,
+        key: VariantKey | None = None,
     ) -> None:
         """Take over a viewer's socket: send ``pending`` (the response head), then the newest frame and the rest.
 
         From here on the fan-out owns the socket: it closes it and calls ``on_end`` once when the viewer ends.
+        ``key`` is the picture variant to send (None: the frame's own JPEG).
         """
-        viewer = Viewer(sock, chunked, 1.0 / fps if fps else 0.0, on_end)
+        viewer = Viewer(sock, chunked, 1.0 / fps if fps else 0.0, on_end, key if self.variants is not None else None)
         if pending:
             viewer.buffer = memoryview(pending)
         self._pending.append(viewer)
@@ -196,6 +207,20 @@ class Fanout:
         counters.incr("stream_frames_sent", self._frames_sent)
         counters.incr("stream_bytes_sent", self._bytes_sent)
         self._frames_sent = self._bytes_sent = 0
+        if self._sent_by_key and self.variants is not None:
+            for key, (frames, nbytes) in self._sent_by_key.items():
+                self.variants.count_sent(key, frames, nbytes)
+            self._sent_by_key = {}
+
+    def _tally(self, viewer: Viewer, frames: int, nbytes: int) -> None:
+        """Count what a variant's viewer was sent (``Variants.count_sent`` gets it in batches)."""
+        if viewer.key is None:
+            return
+        tally = self._sent_by_key.get(viewer.key)
+        if tally is None:
+            tally = self._sent_by_key[viewer.key] = [0, 0]
+        tally[0] += frames
+        tally[1] += nbytes
 
     def _drain_wake(self) -> None:
         try:
@@ -209,9 +234,22 @@ class Fanout:
             frame = self.hub.latest
             if frame is not None:
                 now = time.monotonic()
+                # The frame's own JPEG first: its viewers never wait for a variant to be made.
+                later = []
                 for viewer in list(self._viewers.values()):
-                    if viewer.buffer is None:
+                    if viewer.buffer is not None:
+                        continue
+                    if self._is_own(viewer.key, frame):
                         self._offer(viewer, frame, now)
+                    else:
+                        later.append(viewer)
+                for viewer in later:
+                    self._offer(viewer, frame, time.monotonic())
+
+    @staticmethod
+    def _is_own(key: VariantKey | None, frame: Frame) -> bool:
+        """Whether this variant of ``frame`` is the frame's own JPEG (nothing to make)."""
+        return key is None or ((key.width is None or key.width >= frame.width) and key.quality >= frame.quality)
 
     def _add(self, viewer: Viewer) -> None:
         try:
@@ -225,6 +263,9 @@ class Fanout:
             return
         viewer.fd = fd
         self._viewers[fd] = viewer
+        if viewer.key is not None and self.variants is not None:
+            self.variants.watch(viewer.key)
+            viewer.watched = True
         now = time.monotonic()
         viewer.due = now + viewer.interval
         viewer.progress_at = now
@@ -235,17 +276,20 @@ class Fanout:
         if frame is not None:
             self._offer(viewer, frame, now)
 
-    def _part(self, frame: Frame, chunked: bool) -> bytes:
-        """``frame``'s part for this framing, built on first use and kept while it is the newest."""
+    def _part(self, frame: Frame, key: VariantKey | None, chunked: bool) -> bytes:
+        """``frame``'s part for this variant and framing, built on first use and kept while it is the newest."""
         if frame is not self._parts_of:
             self._parts_of = frame
-            self._parts = [None, None]
-        data = self._parts[chunked]
+            self._parts = {}
+        if self._is_own(key, frame):
+            key = None  # one shared part for every viewer of the frame's own bytes, whatever they asked
+        data = self._parts.get((key, chunked))
         if data is None:
-            data = parts.part(frame.jpeg(), frame.timestamp)
+            jpeg = frame.jpeg() if key is None or self.variants is None else self.variants.jpeg(frame, key)
+            data = parts.part(jpeg, frame.timestamp)
             if chunked:
                 data = parts.chunk(data)
-            self._parts[chunked] = data
+            self._parts[(key, chunked)] = data
         return data
 
     def _offer(self, viewer: Viewer, frame: Frame, now: float) -> None:
@@ -258,7 +302,7 @@ class Fanout:
             # Keep to the viewer's grid; after a long gap start a new one.
             viewer.due = max(viewer.due + viewer.interval, now)
         try:
-            data = self._part(frame, viewer.chunked)
+            data = self._part(frame, viewer.key, viewer.chunked)
         except Exception:
             log.exception("cannot encode frame %d", frame.seq)
             viewer.last_seq = frame.seq
@@ -278,7 +322,11 @@ class Fanout:
         if sent == len(data):
             viewer.frames_sent += 1
             self._frames_sent += 1
+            if viewer.key is not None:
+                self._tally(viewer, 1, sent)
             return
+        if viewer.key is not None:
+            self._tally(viewer, 0, sent)
         # The rest goes out as the socket drains (EPOLLOUT); the newest frame follows it.
         viewer.buffer = memoryview(data)
         viewer.offset = sent
@@ -300,6 +348,8 @@ class Fanout:
             viewer.offset += sent
             viewer.progress_at = time.monotonic()
             self._bytes_sent += sent
+            if viewer.key is not None:
+                self._tally(viewer, 0, sent)
         if viewer.offset < len(buffer):
             if not viewer.writing:
                 self._modify(viewer, _IN | _OUT)
@@ -309,6 +359,8 @@ class Fanout:
         if viewer.in_frame:
             viewer.frames_sent += 1
             self._frames_sent += 1
+            if viewer.key is not None:
+                self._tally(viewer, 1, 0)
         if viewer.writing:
             self._modify(viewer, _IN)
         latest = self.hub.latest
@@ -354,6 +406,9 @@ class Fanout:
             viewer.sock.close()
         except OSError:
             pass
+        if viewer.watched and viewer.key is not None and self.variants is not None:
+            viewer.watched = False
+            self.variants.unwatch(viewer.key)
         log.debug("viewer ended after %d frames: %s", viewer.frames_sent, reason)
         if viewer.on_end is not None:
             on_end, viewer.on_end = viewer.on_end, None
@@ -367,9 +422,10 @@ class StreamBody:
     the viewer ends, or by ``close()`` when the body is never handed over (HEAD, an error, a stop).
     """
 
-    def __init__(self, fanout: Fanout, fps: float | None) -> None:
+    def __init__(self, fanout: Fanout, fps: float | None, key: VariantKey | None = None) -> None:
         self.fanout = fanout
         self.fps = fps
+        self.key = key
         self._lock = threading.Lock()
         self._handed = False
         self._released = False
@@ -384,7 +440,7 @@ class StreamBody:
                 sock.close()
                 return
             self._handed = True
-        self.fanout.attach(sock, chunked=chunked, fps=self.fps, pending=pending, on_end=self._release)
+        self.fanout.attach(sock, chunked=chunked, fps=self.fps, pending=pending, on_end=self._release, key=self.key)
 
     def close(self) -> None:
         """The WSGI close(): frees the slot unless the fan-out has the viewer."""

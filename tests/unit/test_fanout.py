@@ -7,11 +7,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import cv2
+import numpy as np
 import pytest
 
+from camd.frames import Frame
 from camd.http import parts
 from camd.http.fanout import Fanout, StreamBody
 from camd.hub import Hub
+from camd.variants import VariantKey, Variants
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
@@ -190,3 +194,131 @@ def test_stop_ends_viewers_and_releases_every_slot(hub: Hub) -> None:
     assert done.is_set()  # attached after stop: closed and released at once
     theirs.settimeout(1)
     assert theirs.recv(10) == b""
+
+
+# --- variants (?width=, ?quality=) ---------------------------------------------------------------
+
+
+def real_jpeg(number: int, width: int = 640, height: int = 360) -> bytes:
+    """A real JPEG (variants decode it), its frame number drawn so that frames differ."""
+    image = np.full((height, width, 3), 90, np.uint8)
+    cv2.rectangle(image, (number * 13 % (width - 40), 40), (number * 13 % (width - 40) + 40, 80), (255, 255, 255), -1)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+def width_of(data: bytes) -> int:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "the part does not decode"
+    return int(image.shape[1])
+
+
+@pytest.fixture
+def variant_fanout() -> Iterator[tuple[Hub, Variants, Fanout]]:
+    hub = Hub(80)
+    hub.set_camera(width=640, height=360)
+    variants = Variants(hub.counters)
+    fanout = Fanout(hub, max_clients=8, write_timeout=1.0, variants=variants)
+    fanout.start()
+    yield hub, variants, fanout
+    fanout.stop()
+
+
+def attach(fanout: Fanout, key: VariantKey | None, chunked: bool = False) -> Reader:
+    ours, theirs = socket.socketpair()
+    assert fanout.reserve()
+    StreamBody(fanout, None, key).hand_off(ours, chunked=chunked, pending=b"")
+    return Reader(theirs, chunked)
+
+
+FULL, SMALL, LOW = VariantKey(None, 80), VariantKey(320, 80), VariantKey(480, 30)
+
+
+def test_each_viewer_gets_its_variant_made_once_per_frame_and_full_size_gets_the_cameras_bytes(
+    variant_fanout: tuple[Hub, Variants, Fanout],
+) -> None:
+    hub, variants, fanout = variant_fanout
+    hub.publish(jpeg=real_jpeg(0))
+    readers = {key: [attach(fanout, key, chunked) for chunked in (False, True)] for key in (FULL, SMALL, LOW)}
+    for pair in readers.values():
+        for reader in pair:
+            reader.part()  # the newest frame at once
+    wait_until(lambda: variants.viewers() == {FULL: 2, SMALL: 2, LOW: 2}, 3, "every viewer to be watched")
+    encodes_before = dict(variants.counts())
+    sent = []
+    for number in range(1, 11):
+        sent.append(real_jpeg(number))
+        hub.publish(jpeg=sent[-1])
+        got = {key: [reader.part() for reader in pair] for key, pair in readers.items()}
+        assert got[FULL] == [sent[-1], sent[-1]]  # the camera's own bytes, to plain and chunked viewers alike
+        for key in (SMALL, LOW):
+            assert got[key][0] == got[key][1]  # one encode shared by both of its viewers
+        assert width_of(got[SMALL][0]) == 320 and width_of(got[LOW][0]) == 480
+        assert len(got[LOW][0]) < len(sent[-1])
+    counts = variants.counts()
+    # Exactly one encode per frame per made variant; none for the full-size viewers.
+    assert counts[SMALL][0] - encodes_before.get(SMALL, (0, 0))[0] == 10
+    assert counts[LOW][0] - encodes_before.get(LOW, (0, 0))[0] == 10
+    assert FULL not in counts
+    wait_until(lambda: all(variants.sent().get(key, (0, 0))[0] >= 22 for key in readers), 3, "sends to be counted")
+    frames, nbytes = variants.sent()[FULL]
+    assert frames == 22 and nbytes > 22 * len(sent[-1])
+
+
+def test_a_variant_is_watched_exactly_while_its_viewers_are_connected(
+    variant_fanout: tuple[Hub, Variants, Fanout],
+) -> None:
+    hub, variants, fanout = variant_fanout
+    hub.publish(jpeg=real_jpeg(0))
+    first, second = attach(fanout, SMALL), attach(fanout, SMALL)
+    first.part(), second.part()
+    assert variants.viewers() == {SMALL: 2}
+    first.sock.close()
+    wait_until(lambda: variants.viewers() == {SMALL: 1}, 3, "the first viewer to be unwatched")
+    hub.publish(jpeg=real_jpeg(1))
+    assert width_of(second.part()) == 320
+    second.sock.close()
+    wait_until(lambda: variants.viewers() == {} and fanout.viewers == 0, 3, "the variant to be unwatched")
+    encodes = variants.counts()[SMALL][0]
+    for number in range(2, 6):  # nobody watches: nothing is made
+        hub.publish(jpeg=real_jpeg(number))
+    time.sleep(0.2)
+    assert variants.counts()[SMALL][0] == encodes
+
+
+def test_stop_unwatches_every_variant_once(hub: Hub) -> None:
+    hub.set_camera(width=640, height=360)
+    variants = Variants(hub.counters)
+    fanout = Fanout(hub, max_clients=4, variants=variants)
+    fanout.start()
+    hub.publish(jpeg=real_jpeg(0))
+    readers = [attach(fanout, key) for key in (SMALL, SMALL, LOW)]
+    for reader in readers:
+        reader.part()
+    assert variants.viewers() == {SMALL: 2, LOW: 1}
+    fanout.stop()
+    assert variants.viewers() == {} and fanout.viewers == 0
+
+
+def test_full_size_viewers_are_sent_before_a_variant_is_made(variant_fanout: tuple[Hub, Variants, Fanout]) -> None:
+    """Making a variant (slowed down here) never delays the viewers of the camera's bytes, whatever the attach order."""
+    hub, variants, fanout = variant_fanout
+    hub.publish(jpeg=real_jpeg(0))
+    small = attach(fanout, SMALL)  # attached first
+    full = attach(fanout, FULL)
+    small.part(), full.part()
+    original = variants.jpeg
+
+    def slow(frame: Frame, key: VariantKey) -> bytes:
+        time.sleep(0.5)
+        return original(frame, key)
+
+    variants.jpeg = slow  # type: ignore[method-assign]
+    published = time.monotonic()
+    hub.publish(jpeg=real_jpeg(1))
+    full.part()
+    full_after = time.monotonic() - published
+    assert width_of(small.part()) == 320
+    small_after = time.monotonic() - published
+    assert full_after < 0.25 and small_after >= 0.5, (full_after, small_after)

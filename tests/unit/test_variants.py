@@ -272,6 +272,17 @@ def test_one_decode_per_jpeg_frame_sized_for_the_widest_watched_variant() -> Non
     assert frame.pixels().shape[:2] == (720, 1280)
 
 
+def test_viewers_of_the_frames_own_bytes_do_not_widen_the_decode() -> None:
+    """The fan-out watches full-size viewers too (they count as viewers); they need no decode at all."""
+    hub, variants = Hub(DEFAULT_QUALITY), Variants()
+    variants.watch(VariantKey(None, DEFAULT_QUALITY))
+    variants.watch(VariantKey(320, 80))
+    frame = jpeg_frame(hub)
+    assert variants.jpeg(frame, VariantKey(None, DEFAULT_QUALITY)) == frame.jpeg()
+    assert shape_of(variants.jpeg(frame, VariantKey(320, 80)))[0] == 320
+    assert variants.decodes() == {4: 1}
+
+
 def test_a_variant_watched_after_the_decode_gets_a_wider_one() -> None:
     hub, variants = Hub(DEFAULT_QUALITY), Variants()
     frame = jpeg_frame(hub)
