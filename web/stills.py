@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, url_for
 from werkzeug.wsgi import wrap_file
 
 from camd.stills import NoPicture, StillError, StillsWriter
 from camd.stills import describe as plain
 from camd.stills_index import DAY_RE, STEM_RE, Still, parse
-from web.context import camd
+from web.context import current_parts
 from web.errors import error_response
 from web.thumbs import ThumbnailCache, make_thumbnail
 
@@ -39,17 +39,22 @@ MAX_PAGE_SIZE = 1000
 ZIP_CHUNK = 256 * 1024
 
 
+THUMBS = "camd.stills_thumbs"
+
+
 def writer() -> StillsWriter:
-    return camd().extra["stills"]
+    stills = current_parts().stills
+    assert stills is not None  # the blueprint is registered only with a writer
+    return stills
 
 
 def thumbs() -> ThumbnailCache:
-    return camd().extra["stills_thumbs"]
+    cache: ThumbnailCache = current_app.extensions[THUMBS]
+    return cache
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["camd"].extra.setdefault("stills_thumbs", ThumbnailCache())
-    app.extensions.setdefault("camd.status_views", {})["stills"] = status_view
+    app.extensions[THUMBS] = ThumbnailCache()
     app.register_blueprint(bp)
 
 
@@ -256,7 +261,7 @@ def gallery() -> str:
         groups[-1][1].append(entry)
     return render_template(
         "stills.html",
-        title=camd().settings.title,
+        title=current_parts().settings.title,
         groups=groups,
         days=index.days(),
         day=day,
@@ -279,7 +284,7 @@ def viewer(day: str, stem: str) -> str:
     older, newer = writer().index.position(item)
     return render_template(
         "still.html",
-        title=camd().settings.title,
+        title=current_parts().settings.title,
         still=describe(item),
         clock=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.time)),
         older=url_for("stills.still", day=older.day, name=older.stem) if older else None,

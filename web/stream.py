@@ -8,7 +8,7 @@ import time
 from flask import Blueprint, Response, abort, jsonify, request
 
 from camd.http import CONTENT_TYPE, StreamBody
-from web.context import camd
+from web.context import current_parts
 
 bp = Blueprint("stream", __name__)
 
@@ -32,7 +32,7 @@ def requested_fps() -> float | None:
 
 @bp.get("/stream.mjpg")
 def mjpeg() -> Response:
-    parts = camd()
+    parts = current_parts()
     fps = requested_fps()
     if parts.hub.latest is None:
         return _busy("the camera is starting", 2)
@@ -47,7 +47,7 @@ def mjpeg() -> Response:
 
 @bp.get("/snapshot.jpg")
 def snapshot() -> Response:
-    frame = camd().hub.latest_live
+    frame = current_parts().hub.latest_live
     if frame is None:
         return _busy("no picture yet: the camera is warming up", 2)
     response = Response(frame.jpeg(), mimetype="image/jpeg")

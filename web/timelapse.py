@@ -15,7 +15,7 @@ from werkzeug.wsgi import wrap_file
 from camd.http.parts import BOUNDARY, CONTENT_TYPE, part
 from camd.stills_index import DAY_RE, Still
 from camd.timelapse import TimelapseError, Timelapses
-from web.context import camd
+from web.context import current_parts
 from web.errors import error_response
 
 bp = Blueprint("timelapse", __name__)
@@ -29,7 +29,9 @@ PLAYBACKS = "camd.timelapse_playbacks"
 
 
 def timelapses() -> Timelapses:
-    return camd().extra["timelapses"]
+    made = current_parts().timelapses
+    assert made is not None  # the blueprint is registered only with them
+    return made
 
 
 def init_app(app: Flask) -> None:
@@ -114,15 +116,14 @@ def play(root: Path, stills: list[Still], fps: float, stop: threading.Event) -> 
 @bp.get("/stills/<day>/timelapse.mjpg")
 def mjpeg(day: str) -> Response:
     fps = _fps()
-    stills = camd().extra["stills"].index.of_day(_checked_day(day))
+    made = timelapses()
+    stills = made.index.of_day(_checked_day(day))
     if not stills:
         abort(404)
-    parts = timelapses()
-    root = camd().extra["stills"].root
     playbacks: threading.BoundedSemaphore = current_app.extensions[PLAYBACKS]
     if not playbacks.acquire(blocking=False):
         return error_response(503, f"{MAX_PLAYBACKS} timelapses are playing already; try again later", retry_after=10)
-    response = Response(play(root, stills, fps, parts.stopping), mimetype=CONTENT_TYPE)
+    response = Response(play(made.stills_root, stills, fps, made.stopping), mimetype=CONTENT_TYPE)
     response.call_on_close(playbacks.release)  # the front closes every response body, finished or not
     response.headers["X-Accel-Buffering"] = "no"
     return response
