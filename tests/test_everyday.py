@@ -24,7 +24,12 @@ def camd(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_second_daemon_on_the_same_state_dir_exits_2_before_touching_it(daemon: Daemon) -> None:
+def test_second_daemon_on_the_same_state_dir_exits_2_before_touching_it(
+    daemon_factory: Callable[..., Daemon],
+) -> None:
+    # Activity off: the first daemon's own event log (the test pattern moves) would appear in the folder meanwhile.
+    quiet = {"CAMD_ACTIVITY": "off"}
+    daemon = daemon_factory("--source", "test", "--width", "640", "--height", "480", *FAST_WARMUP, env=quiet)
     before = sorted(path.name for path in daemon.state_dir.iterdir())
     result = camd("run", "--source", "test", "--host", "127.0.0.1", "--port", "0", "--state-dir", str(daemon.state_dir))
     assert result.returncode == 2, result.stderr
