@@ -325,10 +325,6 @@ class V4L2Source(OpenCVSource):
 # --- choosing a source ---------------------------------------------------------------
 
 
-def v4l2_devices() -> list[str]:
-    return v4l2.devices()
-
-
 def capture_nodes() -> list[str]:
     """The V4L2 nodes that capture video; a UVC camera's metadata-only node is skipped, and said so."""
     nodes = []
