@@ -16,8 +16,8 @@ MIN_FPS = 0.01  # one frame every 100 s: slower than that is not a stream
 MAX_FPS = 240.0
 
 
-def requested_fps() -> float | None:
-    """The viewer's ``?fps=N``, or None for every frame; 400 for a value that is not a rate."""
+def requested_fps(low: float = MIN_FPS, high: float = MAX_FPS) -> float | None:
+    """The viewer's ``?fps=N``, or None for every frame; 400 for a value that is not a rate from low to high."""
     raw = request.args.get("fps")
     if raw is None or raw == "":
         return None
@@ -25,8 +25,8 @@ def requested_fps() -> float | None:
         fps = float(raw)
     except ValueError:
         abort(400, description="fps must be a number")
-    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
-        abort(400, description=f"fps must be from {MIN_FPS:g} to {MAX_FPS:g}")
+    if not math.isfinite(fps) or not low <= fps <= high:
+        abort(400, description=f"fps must be from {low:g} to {high:g}")
     return fps
 
 

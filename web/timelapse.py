@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -17,6 +16,7 @@ from camd.stills_index import DAY_RE, Still
 from camd.timelapse import TimelapseError, Timelapses
 from web.context import current_parts
 from web.errors import error_response
+from web.stream import requested_fps
 
 bp = Blueprint("timelapse", __name__)
 
@@ -80,16 +80,8 @@ def webm(day: str) -> Response:
 
 
 def _fps() -> float:
-    raw = request.args.get("fps")
-    if raw is None or raw == "":
-        return timelapses().fps
-    try:
-        fps = float(raw)
-    except ValueError:
-        abort(400, description="fps must be a number")
-    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
-        abort(400, description=f"fps must be from {MIN_FPS:g} to {MAX_FPS:g}")
-    return fps
+    fps = requested_fps(MIN_FPS, MAX_FPS)
+    return timelapses().fps if fps is None else fps
 
 
 def play(root: Path, stills: list[Still], fps: float, stop: threading.Event) -> Iterator[bytes]:
