@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from tests.conftest import FAST_WARMUP, PASSWORD, REPO, USER, Daemon, require_tool, wait_until
+from tests.support import nginx
 
 pytestmark = pytest.mark.slow
 
@@ -103,37 +104,9 @@ def relay_nginx(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     rtmp, location = readme_relay_blocks()
     rtmp = rtmp.replace(README_HLS_PATH, str(hls)).replace(README_RTMP_LISTEN, f"127.0.0.1:{rtmp_port}")
     location = location.replace(README_HLS_PATH, str(hls))
-    conf = temp / "nginx.conf"
-    conf.write_text(
-        f"""
-load_module {RTMP_MODULE};
-daemon off;
-master_process off;
-pid {temp}/nginx.pid;
-error_log {temp}/error.log warn;
-events {{}}
-{rtmp}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    server {{
-        listen 127.0.0.1:{http_port};
-{location}
-    }}
-}}
-"""
-    )
-    proc = subprocess.Popen([binary, "-p", str(temp), "-c", str(conf)], stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: proc.poll() is not None or _listens(rtmp_port), 15, what="nginx to listen")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    conf = nginx.write_conf(temp, http_port, location, module=str(RTMP_MODULE), top=rtmp)
+    with nginx.running(binary, conf, lambda: _listens(rtmp_port)):
         yield f"http://127.0.0.1:{http_port}", rtmp_port, hls
-    finally:
-        stop(proc)
 
 
 def _listens(port: int) -> bool:

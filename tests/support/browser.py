@@ -30,9 +30,9 @@ def watched_page(context: Any, *, failed_requests: bool = False) -> tuple[Any, l
     context.add_init_script(CSP_WATCH)
     page = context.new_page()
     problems: list[str] = []
-    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status} {r.url}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     if failed_requests:
         page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url}"))
     return page, problems
