@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from tests.conftest import FAST_WARMUP, PASSWORD, REPO, USER, Daemon, require_tool, wait_until
-from tests.support import nginx
+from tests.support import nginx, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -76,16 +76,6 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -234,7 +224,7 @@ def test_hls_from_the_relay_plays_while_camd_serves_one_viewer(
         assert max(ages) < 10 * target, ages
         assert 0 < behind < 10 * target, behind
     finally:
-        stop(publisher.proc)
+        stop_process(publisher.proc)
 
 
 @dataclass
@@ -291,7 +281,7 @@ def test_the_publisher_reconnects_when_camd_crashes_and_comes_back(
         wait_until(lambda: newest_segment(hls) >= before + 2, 30, 0.1, "new HLS segments after the restart")
         assert publisher.alive(), "the same ffmpeg process carried on"
     finally:
-        stop(publisher.proc)
+        stop_process(publisher.proc)
 
 
 def test_the_unit_is_a_valid_and_sandboxed_systemd_unit(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.support import wait_until
+from tests.support import stop_process, wait_until
 
 
 def write_conf(temp: Path, port: int, locations: str, *, module: str = "", top: str = "") -> Path:
@@ -48,9 +48,4 @@ def running(binary: str, conf: Path, ready: Callable[[], bool]) -> Iterator[subp
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
