@@ -12,7 +12,8 @@ deployed, under gunicorn with threads:
 Settings come from the environment: BENCH_SOURCE (test, or file:PATH), BENCH_WIDTH,
 BENCH_HEIGHT, BENCH_FPS, BENCH_QUALITY, BENCH_USER, BENCH_PASSWORD. Unlike the
 tutorials the event table is locked, so a storm of new viewers cannot kill the
-camera thread (see PERF-NOTES.md), and the camera runs whether anyone watches or
+camera thread (unlocked, a viewer joining while the camera thread walks the
+table makes it fail with "dictionary changed size during iteration"), and the camera runs whether anyone watches or
 not, as camd's must (stills).
 """
 

@@ -6,20 +6,29 @@ source -> capture -> hub -> fan-out and web app -> HTTP front; torn down in reve
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import camd
 from camd import cli, startup
+from camd import users as users_module
 from camd.lock import StateDirBusy, StateLock
 from camd.settings import Settings, SettingsError
 from camd.users import Users
+
+if TYPE_CHECKING:  # imported for real inside run(), see there
+    from camd.reload import Reloader
+    from camd.stills import StillsWriter
 
 log = logging.getLogger("camd")
 
@@ -83,6 +92,8 @@ class Signals:
 
 def run(settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> int:
     """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds; SIGHUP re-reads."""
+    # Imported here, not at the top: cv2, numpy and flask take about 0.6 s to import, which
+    # `camd passwd` and `--help` do not need (0.3 s with these here, 0.9 s with them at the top).
     from camd import http
     from camd.activity_log import ActivityLog
     from camd.activity_monitor import ActivityMonitor
@@ -90,7 +101,7 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     from camd.hub import Hub
     from camd.reload import Reloader
     from camd.service import Service
-    from camd.sources import Source, make_source
+    from camd.sources import Opener
     from camd.stills import StillsWriter
     from camd.timelapse import Timelapses
     from camd.variants import Variants
@@ -98,66 +109,72 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
 
     setup_logging(settings.log_level)
     limit_malloc_arenas()
-    # The port is checked first: a busy one is a usage error, before any file or the camera is touched.
-    try:
-        listener = http.bind(settings.host, settings.port)
-        tls_context = (
-            http.server_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    with contextlib.ExitStack() as stack:  # each part pushes its stop as it starts: stops run in reverse
+        # The port first: a busy one is a usage error, before any file or the camera is touched.
+        listener, tls_context = _listen(settings)
+        stack.callback(listener.close)  # the server closes it too; this covers a failed start before it
+        sources = Opener(settings)  # a bad source spec is a usage error too, before any file is made
+        stack.callback(_lock_state_dir(settings).release)
+        log.info("camd %s starting; settings not at their defaults: %s", camd.__version__,
+                 settings.describe(True) or "none")  # fmt: skip
+        log.debug("settings: %s", settings.describe())
+        signals = Signals()
+        signals.install()
+        users, first_password = _prepare_users(settings)
+
+        # The camera pipeline, upstream first: capture publishes to the hub, every output reads the hub.
+        hub, state = Hub(settings.jpeg_quality), settings.state_path
+        capture = started(stack, Capture(settings, sources, hub))
+        stills = started(stack, StillsWriter(settings, hub))  # its stop finishes a still being written
+        activity = None
+        if settings.activity:  # its stop logs the end of an event going on
+            activity = started(stack, ActivityMonitor(settings, hub, ActivityLog(state / "activity"), stills))
+        timelapses = started(stack, Timelapses(state / "timelapse", stills.root, stills.index, settings.timelapse_fps))
+
+        # The HTTP side. Stopped fan-out first, then the server: streams never end by themselves,
+        # and the server's stop waits (up to 2 s) for requests under way; its stop is safe before start.
+        variants = Variants(hub.counters)  # smaller pictures (?width=, ?quality=), made only while watched
+        fanout = http.Fanout(hub, settings.max_clients, variants=variants)
+        app = create_app(
+            settings, hub, fanout, users, stills, timelapses=timelapses, activity=activity, variants=variants
         )
-    except http.BindError as exc:
-        raise SettingsError(str(exc)) from None
-    except http.TlsError as exc:
-        listener.close()
-        raise SettingsError(f"tls_cert/tls_key: {exc}") from None
-    # A bad source spec is a usage error: refuse it with one line, before logging or creating any file.
-    first_source = [make_source(settings)]
-    state_lock = startup_checks(settings)  # before any file is made
-    log.info(
-        "camd %s starting; settings not at their defaults: %s", camd.__version__, settings.describe(True) or "none"
-    )
-    log.debug("settings: %s", settings.describe())
-    signals = Signals()
-    signals.install()
+        server = http.HttpServer(app, listener, tls_context=tls_context)
+        stack.callback(server.stop)
+        started(stack, fanout)
+        server.start()
+        # The URL is for this machine; the address says what else can reach it (the closing block lists those URLs).
+        log.info("serving on %s (listening on %s port %d)", server.url(settings.host), settings.host, server.port)
 
-    users, first_password = _prepare_users(settings)
+        # systemd last (READY=1 once serving; does nothing outside systemd), and STOPPING=1 first.
+        service = started(stack, Service(hub, capture, fanout, settings.stall_timeout))
 
-    # `auto` picks a camera once; reopening that same one keeps an unplugged camera offline until it
-    # returns, where a new search would find none and go live with the test pattern.
-    chosen_device = getattr(first_source[0], "device", None)
+        settling = settings.warmup_delay + settings.warmup_max + 1
+        startup.settle(lambda: hub.camera.state in ("starting", "warming_up"), signals.stop, settling)
+        startup.announce(settings, server.port, server.tls, first_password)
+        serve_signals(signals, Reloader(settings, reload_settings, users, stills=stills, service=service), stills)
+        log.info("stopping")
+    log.info("stopped")
+    return 0
 
-    def open_source() -> Source:
-        # Each (re)open gets a fresh source object: a worker stuck in a read keeps its own.
-        return first_source.pop() if first_source else make_source(settings, device=chosen_device)
 
-    hub = Hub(settings.jpeg_quality)
-    stills = StillsWriter(settings, hub)
-    timelapses = Timelapses(settings.state_path / "timelapse", stills.root, stills.index, settings.timelapse_fps)
-    activity = ActivityMonitor(settings, hub, ActivityLog(settings.state_path / "activity"), stills)
-    capture = Capture(settings, open_source, hub)
-    variants = Variants(hub.counters)  # smaller pictures (?width=, ?quality=), made only while watched
-    fanout = http.Fanout(hub, settings.max_clients, variants=variants)
-    app = create_app(
-        settings, hub, fanout, users, stills=stills, timelapses=timelapses,
-        activity=activity if settings.activity else None, variants=variants,
-    )  # fmt: skip
-    server = http.HttpServer(app, listener, tls_context=tls_context)
+class Part(Protocol):
+    def start(self) -> None: ...
 
-    capture.start()
-    stills.start()
-    if settings.activity:
-        activity.start()
-    timelapses.start()
-    fanout.start()
-    server.start()
-    # The URL is for this machine; the address says what else can reach it (the closing block lists those URLs).
-    log.info("serving on %s (listening on %s port %d)", server.url(settings.host), settings.host, server.port)
-    service = Service(hub, capture, fanout, settings.stall_timeout)  # sd_notify; does nothing outside systemd
-    service.start()
-    settling = settings.warmup_delay + settings.warmup_max + 1
-    startup.settle(lambda: hub.camera.state in ("starting", "warming_up"), signals.stop, settling)
-    startup.announce(settings, server.port, server.tls, first_password)
-    reloader = Reloader(settings, reload_settings, users, stills=stills, service=service)
+    def stop(self) -> None: ...
 
+
+P = TypeVar("P", bound=Part)
+
+
+def started(stack: contextlib.ExitStack, part: P) -> P:
+    """Start ``part`` and push its stop, so that the stack stops it (in reverse order) however ``run`` ends."""
+    part.start()
+    stack.callback(part.stop)
+    return part
+
+
+def serve_signals(signals: Signals, reloader: Reloader, stills: StillsWriter) -> None:
+    """Until SIGTERM or SIGINT: SIGHUP re-reads the configuration, SIGUSR1 takes a still."""
     while not signals.stop.is_set():
         signals.wake.wait(1.0)
         signals.wake.clear()
@@ -168,20 +185,25 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
             signals.still.clear()
             stills.request()
 
-    log.info("stopping")
-    service.stop()
-    fanout.stop()
-    server.stop()
-    timelapses.stop()
-    activity.stop()  # logs the end of an event going on
-    stills.stop()  # finishes a still being written
-    capture.stop()
-    state_lock.release()
-    log.info("stopped")
-    return 0
+
+def _listen(settings: Settings) -> tuple[socket.socket, ssl.SSLContext | None]:
+    """The bound listening socket and the TLS context; a busy port or bad certificate is a usage error."""
+    from camd import http  # here for the same reason as in run(): it brings cv2 (camd.frames)
+
+    try:
+        listener = http.bind(settings.host, settings.port)
+    except http.BindError as exc:
+        raise SettingsError(str(exc)) from None
+    if not (settings.tls_cert and settings.tls_key):
+        return listener, None
+    try:
+        return listener, http.server_context(settings.tls_cert, settings.tls_key)
+    except http.TlsError as exc:
+        listener.close()
+        raise SettingsError(f"tls_cert/tls_key: {exc}") from None
 
 
-def startup_checks(settings: Settings) -> StateLock:
+def _lock_state_dir(settings: Settings) -> StateLock:
     """Refuse to start on a state directory another camd uses; the lock is held until exit."""
     lock = StateLock(settings.state_path)
     try:
@@ -214,8 +236,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def _prepare_users(settings: Settings) -> tuple[Users, str | None]:
-    from camd import users as users_module
-
+    """The users file, made with a first user and password on the first start."""
     try:
         password = users_module.ensure_first_user(settings.users_path)
         users = users_module.Users(settings.users_path)

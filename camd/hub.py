@@ -135,6 +135,13 @@ class Hub:
         times = self._live_times
         return time.monotonic() - times[-1] if times else math.inf
 
+    def health(self, stall_timeout: float) -> str:
+        """``ok`` while a live frame is fresher than ``stall_timeout``; else ``offline`` or ``warming_up``."""
+        state = self.camera.state
+        if state == LIVE and self.live_age() < stall_timeout:
+            return "ok"
+        return "offline" if state in (OFFLINE, LIVE) else "warming_up"
+
     def fps(self) -> float:
         """Live frames per second over the last few seconds."""
         times = list(self._live_times)

@@ -16,14 +16,17 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from camd.settings import FIELDS, Settings, SettingsError, format_duration, is_duration
+from camd.stills import STILLS_FIELDS
 
 log = logging.getLogger(__name__)
-
-STILLS_SETTINGS = frozenset(name for name in FIELDS if name.startswith("stills_"))
 
 
 class ReloadableUsers(Protocol):
     def reload(self, force: bool = False) -> bool: ...
+
+
+class StillsSettings(Protocol):
+    def update_settings(self, settings: Settings) -> None: ...
 
 
 class Notify(Protocol):
@@ -45,7 +48,7 @@ class Reloader:
         load: Callable[[], Settings] | None,
         users: ReloadableUsers,
         *,
-        stills: Any = None,
+        stills: StillsSettings | None = None,
         service: Notify | None = None,
     ) -> None:
         self.settings = settings
@@ -83,18 +86,15 @@ class Reloader:
             return
         applied: list[str] = ["log_level"] if "log_level" in changed else []
         # A new stills folder needs a restart (the index and the web routes hold it); the rest applies now.
-        stills_changed = [name for name in changed if name in STILLS_SETTINGS and name != "stills_dir"]
-        if stills_changed:
-            update = getattr(self.stills, "update_settings", None)
-            if callable(update):
-                try:
-                    update(
-                        dataclasses.replace(new, stills_dir=self.settings.stills_dir, state_dir=self.settings.state_dir)
-                    )
-                except Exception as exc:
-                    log.error("SIGHUP: the stills writer refused the new settings: %s", exc)
-                else:
-                    applied.extend(stills_changed)
+        stills_changed = [name for name in changed if name in STILLS_FIELDS and name != "stills_dir"]
+        if stills_changed and self.stills is not None:
+            kept = dataclasses.replace(new, stills_dir=self.settings.stills_dir, state_dir=self.settings.state_dir)
+            try:
+                self.stills.update_settings(kept)
+            except Exception as exc:
+                log.error("SIGHUP: the stills writer refused the new settings: %s", exc)
+            else:
+                applied.extend(stills_changed)
         restart = [name for name in changed if name not in applied]
         # Say what happened at the more verbose of the two log levels, then settle on the new one.
         apply_log_level(min(self.settings.log_level, new.log_level, key=_verbosity))

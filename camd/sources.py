@@ -325,10 +325,6 @@ class V4L2Source(OpenCVSource):
 # --- choosing a source ---------------------------------------------------------------
 
 
-def v4l2_devices() -> list[str]:
-    return v4l2.devices()
-
-
 def capture_nodes() -> list[str]:
     """The V4L2 nodes that capture video; a UVC camera's metadata-only node is skipped, and said so."""
     nodes = []
@@ -397,6 +393,24 @@ def make_source(settings: Settings, device: str | None = None) -> Source:
             raise SettingsError(f"source={redact_url(spec)!r}: no such file")
         source = FFmpegSource(path, recording=True, passthrough=passthrough, fps=settings.fps)
     return Oriented(source, settings.rotate, settings.flip) if turned else source
+
+
+class Opener:
+    """Hands capture a fresh source for each (re)open: first the one made at start, then the same camera again.
+
+    ``auto`` picks a camera once; reopening that same one keeps an unplugged camera offline until it
+    returns, where a new search would find none and go live with the test pattern. A fresh object each
+    time, because a worker stuck in a read keeps its own.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._first: Source | None = make_source(settings)  # a bad spec raises SettingsError here, at start
+        self.device: str | None = getattr(self._first, "device", None)
+
+    def __call__(self) -> Source:
+        first, self._first = self._first, None
+        return first if first is not None else make_source(self.settings, device=self.device)
 
 
 # --- rotating and mirroring ------------------------------------------------------------------

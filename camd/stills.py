@@ -164,6 +164,7 @@ def write_atomically(folder: Path, base: str, data: bytes, taken: Callable[[str]
     return name
 
 
+# The settings the writer takes on SIGHUP; stills_dir among them only to be refused (the index holds the folder).
 STILLS_FIELDS = tuple(f.name for f in dataclasses.fields(Settings) if f.name.startswith("stills_"))
 
 

@@ -223,10 +223,6 @@ class Users:
         log.info("loaded %d user(s) from %s", len(users), self.path)
         return True
 
-    @property
-    def names(self) -> list[str]:
-        return sorted(self._users)
-
     def _fresh(self) -> dict[str, str]:
         if time.monotonic() - self._checked_at >= STAT_EVERY:
             self.reload()

@@ -117,7 +117,7 @@ def main() -> int:
     def make_source(settings: Settings, device: str | None = None) -> Source:
         return FaultySource(real(settings, device=device), control)
 
-    sources.make_source = make_source  # camd.__main__.run looks it up when it starts
+    sources.make_source = make_source  # sources.Opener looks it up at every open
     from camd.__main__ import main as camd_main
 
     return camd_main(sys.argv[1:])

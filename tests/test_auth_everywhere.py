@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -16,10 +15,14 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from camd import settings as settings_module
+from camd.activity_log import ActivityLog
+from camd.activity_monitor import ActivityMonitor
 from camd.http import Fanout
 from camd.hub import Hub
 from camd.stills import StillsWriter
+from camd.timelapse import Timelapses
 from camd.users import Users, set_password
+from camd.variants import Variants
 from tests.conftest import Daemon
 
 PUBLIC = {"pages.index", "api.healthz", "static"}
@@ -45,8 +48,13 @@ def build_app(tmp_path: Path) -> Flask:
     set_password(users_file, "admin", "irrelevant password")
     hub = Hub(settings.jpeg_quality)
     # As camd/__main__.py passes them; a collaborator left out here would hide its routes.
-    extra: dict[str, Any] = {"stills": StillsWriter(settings, hub)}
-    return create_app(settings, hub, Fanout(hub, 4), Users(users_file), **extra)
+    stills = StillsWriter(settings, hub)
+    timelapses = Timelapses(tmp_path / "timelapse", stills.root, stills.index, settings.timelapse_fps)
+    activity = ActivityMonitor(settings, hub, ActivityLog(tmp_path / "activity"), stills)
+    return create_app(
+        settings, hub, Fanout(hub, 4), Users(users_file), stills,
+        timelapses=timelapses, activity=activity, variants=Variants(hub.counters),
+    )  # fmt: skip
 
 
 def concrete_paths(app: Flask) -> list[tuple[str, str, str]]:

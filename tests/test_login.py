@@ -48,7 +48,7 @@ class Setup:
         self.hub = Hub(80)
         self.hub.publish(jpeg=b"\xff\xd8" + bytes(300) + b"\xff\xd9")
         self.stills = StillsWriter(self.settings, self.hub)
-        self.app: Flask = create_app(self.settings, self.hub, Fanout(self.hub, 4), self.users, stills=self.stills)
+        self.app: Flask = create_app(self.settings, self.hub, Fanout(self.hub, 4), self.users, self.stills)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from tests.conftest import FAST_WARMUP, PASSWORD, REPO, USER, Daemon, require_tool, wait_until
+from tests.support import nginx, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -77,16 +78,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def relay_nginx(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     """nginx in the foreground with the README's rtmp block and HLS location: (HTTP url, RTMP port, HLS dir)."""
@@ -103,37 +94,9 @@ def relay_nginx(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     rtmp, location = readme_relay_blocks()
     rtmp = rtmp.replace(README_HLS_PATH, str(hls)).replace(README_RTMP_LISTEN, f"127.0.0.1:{rtmp_port}")
     location = location.replace(README_HLS_PATH, str(hls))
-    conf = temp / "nginx.conf"
-    conf.write_text(
-        f"""
-load_module {RTMP_MODULE};
-daemon off;
-master_process off;
-pid {temp}/nginx.pid;
-error_log {temp}/error.log warn;
-events {{}}
-{rtmp}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    server {{
-        listen 127.0.0.1:{http_port};
-{location}
-    }}
-}}
-"""
-    )
-    proc = subprocess.Popen([binary, "-p", str(temp), "-c", str(conf)], stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: proc.poll() is not None or _listens(rtmp_port), 15, what="nginx to listen")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    conf = nginx.write_conf(temp, http_port, location, module=str(RTMP_MODULE), top=rtmp)
+    with nginx.running(binary, conf, lambda: _listens(rtmp_port)):
         yield f"http://127.0.0.1:{http_port}", rtmp_port, hls
-    finally:
-        stop(proc)
 
 
 def _listens(port: int) -> bool:
@@ -261,7 +224,7 @@ def test_hls_from_the_relay_plays_while_camd_serves_one_viewer(
         assert max(ages) < 10 * target, ages
         assert 0 < behind < 10 * target, behind
     finally:
-        stop(publisher.proc)
+        stop_process(publisher.proc)
 
 
 @dataclass
@@ -318,7 +281,7 @@ def test_the_publisher_reconnects_when_camd_crashes_and_comes_back(
         wait_until(lambda: newest_segment(hls) >= before + 2, 30, 0.1, "new HLS segments after the restart")
         assert publisher.alive(), "the same ffmpeg process carried on"
     finally:
-        stop(publisher.proc)
+        stop_process(publisher.proc)
 
 
 def test_the_unit_is_a_valid_and_sandboxed_systemd_unit(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, Daemon, decode, read_parts, require_tool, wait_until
+from tests.conftest import REPO, Daemon, decode, read_parts, require_tool
+from tests.support.nginx import running, write_conf
 
 
 def readme_nginx_config() -> str:
@@ -35,37 +35,9 @@ def nginx(daemon: Daemon, tmp_path: Path) -> Iterator[str]:
     locations = readme_nginx_config().replace("127.0.0.1:8080", f"127.0.0.1:{daemon.port}")
     temp = tmp_path / "nginx"
     temp.mkdir()
-    conf = temp / "nginx.conf"
-    conf.write_text(
-        f"""
-daemon off;
-master_process off;
-pid {temp}/nginx.pid;
-error_log {temp}/error.log warn;
-events {{}}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-{locations}
-    }}
-}}
-"""
-    )
-    proc = subprocess.Popen([binary, "-p", str(temp), "-c", str(conf)], stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: proc.poll() is not None or _answers(url), 15, what="nginx to listen")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    with running(binary, write_conf(temp, port, locations), lambda: _answers(url)):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _answers(url: str) -> bool:

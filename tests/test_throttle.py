@@ -110,7 +110,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     hub = Hub(80)
     hub.publish(jpeg=b"\xff\xd8" + bytes(300) + b"\xff\xd9")
     fanout = Fanout(hub, 4)
-    yield create_app(settings, hub, fanout, Users(settings.users_path))
+    yield create_app(settings, hub, fanout, Users(settings.users_path), None)
 
 
 @pytest.fixture

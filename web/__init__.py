@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
 
+from camd.activity_monitor import ActivityMonitor
 from camd.http import Fanout
 from camd.hub import Hub
 from camd.settings import Settings
+from camd.stills import StillsWriter
+from camd.timelapse import Timelapses
 from camd.users import Users
+from camd.variants import Variants
+from web import activity as activity_routes
+from web import api, auth, errors, headers, metrics, pages, stream, timelapse
+from web import stills as stills_routes
+from web.context import EXTENSION, Parts
 
 
-def create_app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, **extra: Any) -> Flask:
-    """The Flask app for one daemon; collaborators live in ``app.extensions['camd']``.
+def create_app(
+    settings: Settings,
+    hub: Hub,
+    fanout: Fanout,
+    users: Users,
+    stills: StillsWriter | None,
+    *,
+    timelapses: Timelapses | None = None,
+    activity: ActivityMonitor | None = None,
+    variants: Variants | None = None,
+) -> Flask:
+    """The Flask app for one daemon; its parts live in ``app.extensions`` (``web.context.current_parts``).
 
-    ``extra`` carries optional collaborators (``stills``, ...) that blueprints look up by name.
+    A part left out (``None``) has no routes: the stills pages, timelapses and activity exist only with theirs.
     """
-    from web import api, auth, errors, headers, metrics, pages, stream
-    from web.context import Camd
-
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_SORT_KEYS=False)
-    app.extensions["camd"] = Camd(settings=settings, hub=hub, fanout=fanout, users=users, extra=extra)
+    app.extensions[EXTENSION] = Parts(settings, hub, fanout, users, stills, timelapses, activity, variants)
     errors.init_app(app)
     auth.init_app(app)
     headers.init_app(app)
@@ -30,16 +43,10 @@ def create_app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, **ext
     app.register_blueprint(stream.bp)
     app.register_blueprint(api.bp)
     metrics.init_app(app)
-    if extra.get("stills") is not None:
-        from web import stills
-
-        stills.init_app(app)
-    if extra.get("timelapses") is not None:
-        from web import timelapse
-
+    if stills is not None:
+        stills_routes.init_app(app)
+    if timelapses is not None:
         timelapse.init_app(app)
-    if extra.get("activity") is not None:
-        from web import activity
-
-        activity.init_app(app)
+    if activity is not None:
+        activity_routes.init_app(app)
     return app

@@ -8,13 +8,15 @@ from flask import Blueprint, Flask, Response, abort, jsonify, request
 
 from camd.activity_monitor import ActivityMonitor
 from camd.stills_index import DAY_RE, day_of
-from web.context import camd
+from web.context import current_parts
 
 bp = Blueprint("activity", __name__)
 
 
 def monitor() -> ActivityMonitor:
-    return camd().extra["activity"]
+    monitor = current_parts().activity
+    assert monitor is not None  # the blueprint is registered only with one
+    return monitor
 
 
 def init_app(app: Flask) -> None:

@@ -4,40 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
-import camd as camd_package
-from camd.hub import LIVE, OFFLINE
-from web.context import camd
+from camd import __version__
+from web.context import current_parts
+from web.stills import status_view as stills_status
 
 bp = Blueprint("api", __name__)
 
 
-def health() -> str:
-    """``ok`` while a valid frame is fresher than ``stall_timeout``; else why not."""
-    parts = camd()
-    state = parts.hub.camera.state
-    if state == LIVE and parts.hub.live_age() < parts.settings.stall_timeout:
-        return "ok"
-    return "offline" if state in (OFFLINE, LIVE) else "warming_up"
-
-
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    status = health()
+    parts = current_parts()
+    status = parts.hub.health(parts.settings.stall_timeout)
     return jsonify(status=status), 200 if status == "ok" else 503
 
 
 @bp.get("/api/status")
 def status() -> Response:
-    parts = camd()
+    parts = current_parts()
     hub, counters = parts.hub, parts.hub.counters
     camera = dataclasses.asdict(hub.camera)
     body: dict[str, Any] = {
-        "health": health(),
+        "health": hub.health(parts.settings.stall_timeout),
         "camera": camera,
         "source": camera["source"],
         "resolution": f"{camera['width']}x{camera['height']}",
@@ -56,13 +47,14 @@ def status() -> Response:
         "stream_frames_sent": counters.get("stream_frames_sent"),
         "stream_bytes_sent": counters.get("stream_bytes_sent"),
         "uptime": round(time.time() - hub.started, 1),
-        "version": camd_package.__version__,
+        "version": __version__,
     }
-    # A part's status is plain values; the web side may add to it (a blueprint's URLs, say).
-    views: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = current_app.extensions.get("camd.status_views", {})
-    for name, part in parts.extra.items():
-        describe = getattr(part, "status", None)
-        if callable(describe):
-            view = views.get(name)
-            body[name] = view(describe()) if view is not None else describe()
+    if parts.stills is not None:
+        body["stills"] = stills_status(parts.stills.status())  # with the URLs of the last still
+    if parts.timelapses is not None:
+        body["timelapses"] = parts.timelapses.status()
+    if parts.activity is not None:
+        body["activity"] = parts.activity.status()
+    if parts.variants is not None:
+        body["variants"] = parts.variants.status()
     return jsonify(body)

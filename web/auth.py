@@ -10,7 +10,7 @@ from flask import Flask, Response, request
 from camd.logsafe import clean, quoted
 from camd.users import Busy
 from web import throttle
-from web.context import camd
+from web.context import current_parts
 from web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def _credentials() -> tuple[str, str]:
 
 def _record_failure(name: str, address: str | None, failure: throttle.Failure | None) -> int:
     """Log and count a failed login (never the password); returns the block it started, in seconds."""
-    counters = camd().hub.counters
+    counters = current_parts().hub.counters
     counters.incr("login_failures")
     shown = clean(address)
     log.warning("login failed for user %s from %s", quoted(name), shown)
@@ -73,7 +73,7 @@ def _require_login() -> Response | None:
     if "Authorization" not in request.headers:
         return _challenge()  # a browser's first, credential-less request is no failure
     name, password = _credentials()
-    users = camd().users
+    users = current_parts().users
     if name and password and users.remembered(name, password):
         guard.succeeded(address)
         return None

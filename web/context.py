@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from flask import current_app
 
+from camd.activity_monitor import ActivityMonitor
 from camd.http import Fanout
 from camd.hub import Hub
 from camd.settings import Settings
+from camd.stills import StillsWriter
+from camd.timelapse import Timelapses
 from camd.users import Users
+from camd.variants import Variants
+
+EXTENSION = "camd"
 
 
 @dataclass(frozen=True)
-class Camd:
+class Parts:
+    """What ``create_app`` was given; ``None`` for a part this daemon runs without (its routes are not registered)."""
+
     settings: Settings
     hub: Hub
     fanout: Fanout
     users: Users
-    extra: dict[str, Any] = field(default_factory=dict)
+    stills: StillsWriter | None = None
+    timelapses: Timelapses | None = None
+    activity: ActivityMonitor | None = None
+    variants: Variants | None = None
 
 
-def camd() -> Camd:
-    """The collaborators of the app handling the current request."""
-    return current_app.extensions["camd"]
+def current_parts() -> Parts:
+    """The parts of the app handling the current request."""
+    parts: Parts = current_app.extensions[EXTENSION]
+    return parts

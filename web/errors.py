@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import math
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from web.context import current_parts
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def error_response(status: int, message: str | None = None, retry_after: int | N
     text = message or words
     if wants_html():
         page = render_template(
-            "error.html", title=current_app.extensions["camd"].settings.title, status=status, heading=title,
+            "error.html", title=current_parts().settings.title, status=status, heading=title,
             message=text, wait=wait_text(retry_after) if retry_after else None,
             again=request.full_path.rstrip("?") if request.method == "GET" else None,
         )  # fmt: skip

@@ -16,10 +16,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-import camd as camd_package
+from camd import __version__
 from camd.hub import LIVE, OFFLINE, STARTING, WARMING_UP
 from camd.variants import Variants
-from web.context import Camd
+from web.context import EXTENSION, Parts
 
 bp = Blueprint("metrics", __name__)
 
@@ -47,14 +47,14 @@ COUNTERS = (
 class CamdCollector(Collector):
     """Builds every camd metric family from the daemon's parts when scraped."""
 
-    def __init__(self, parts: Camd) -> None:
+    def __init__(self, parts: Parts) -> None:
         self.parts = parts
 
     def collect(self) -> Iterator[Metric]:
         hub, counters = self.parts.hub, self.parts.hub.counters
         camera = hub.camera
         info = InfoMetricFamily("camd", "camd's version and source")
-        info.add_metric([], {"version": camd_package.__version__, "source": camera.source or "none"})
+        info.add_metric([], {"version": __version__, "source": camera.source or "none"})
         yield info
         for key, name, text in COUNTERS:
             yield CounterMetricFamily(name, text, value=counters.get(key))
@@ -88,22 +88,21 @@ class CamdCollector(Collector):
             "camd_max_viewers", "Stream viewers allowed at once (max_clients)", value=self.parts.settings.max_clients
         )
         yield GaugeMetricFamily("camd_start_time_seconds", "When camd started, in Unix seconds", value=hub.started)
-        healthy = camera.state == LIVE and hub.live_age() < self.parts.settings.stall_timeout
+        healthy = hub.health(self.parts.settings.stall_timeout) == "ok"
         yield GaugeMetricFamily("camd_healthy", "1 while /healthz says ok (fresh live frames)", value=float(healthy))
-        activity = self.parts.extra.get("activity")
+        activity = self.parts.activity
         if activity is not None:
             yield GaugeMetricFamily(
                 "camd_activity_level", "Fraction of the picture that changed in the last activity sample (0-1)",
                 value=activity.level,
             )  # fmt: skip
-        stills = self.parts.extra.get("stills")
-        describe = getattr(stills, "status", None)
-        if callable(describe):
-            status = describe()
+        stills = self.parts.stills
+        if stills is not None:
+            status = stills.status()
             yield GaugeMetricFamily("camd_stills", "Stills on disk", value=status.get("count", 0))
             yield GaugeMetricFamily("camd_stills_bytes", "Disk space the stills use", value=status.get("disk_bytes", 0))
-        variants = self.parts.extra.get("variants")
-        if isinstance(variants, Variants):
+        variants = self.parts.variants
+        if variants is not None:
             yield from variant_metrics(variants)
 
 
@@ -140,7 +139,7 @@ def variant_metrics(variants: Variants) -> Iterator[Metric]:
     yield decodes
 
 
-def registry_for(parts: Camd) -> CollectorRegistry:
+def registry_for(parts: Parts) -> CollectorRegistry:
     """A registry of this app's own (not the process-global one): camd's metrics and the process's."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CamdCollector(parts))
@@ -149,7 +148,7 @@ def registry_for(parts: Camd) -> CollectorRegistry:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["camd.metrics"] = registry_for(app.extensions["camd"])
+    app.extensions["camd.metrics"] = registry_for(app.extensions[EXTENSION])
     app.register_blueprint(bp)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from camd.settings import format_duration
-from web.api import health
-from web.context import camd
+from web.context import current_parts
 
 bp = Blueprint("pages", __name__)
 
@@ -25,8 +24,9 @@ def _helpers() -> dict[str, object]:
 
 @bp.get("/")
 def index() -> str:
-    settings = camd().settings
-    state = health()
+    parts = current_parts()
+    settings = parts.settings
+    state = parts.hub.health(settings.stall_timeout)
     return render_template(
         "index.html", title=settings.title, description=settings.description, health=state,
         health_text=HEALTH_WORDS[state],
@@ -35,4 +35,4 @@ def index() -> str:
 
 @bp.get("/live")
 def live() -> str:
-    return render_template("live.html", title=camd().settings.title)
+    return render_template("live.html", title=current_parts().settings.title)

@@ -14,16 +14,17 @@ import stat
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, url_for
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, url_for
 from werkzeug.wsgi import wrap_file
 
 from camd.stills import NoPicture, StillError, StillsWriter
 from camd.stills import describe as plain
-from camd.stills_index import DAY_RE, STEM_RE, Still, parse
-from web.context import camd
+from camd.stills_index import DAY_RE, STEM_RE, Still, StillIndex, parse
+from web.context import current_parts
 from web.errors import error_response
 from web.thumbs import ThumbnailCache, make_thumbnail
 
@@ -39,17 +40,22 @@ MAX_PAGE_SIZE = 1000
 ZIP_CHUNK = 256 * 1024
 
 
+THUMBS = "camd.stills_thumbs"
+
+
 def writer() -> StillsWriter:
-    return camd().extra["stills"]
+    stills = current_parts().stills
+    assert stills is not None  # the blueprint is registered only with a writer
+    return stills
 
 
 def thumbs() -> ThumbnailCache:
-    return camd().extra["stills_thumbs"]
+    cache: ThumbnailCache = current_app.extensions[THUMBS]
+    return cache
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["camd"].extra.setdefault("stills_thumbs", ThumbnailCache())
-    app.extensions.setdefault("camd.status_views", {})["stills"] = status_view
+    app.extensions[THUMBS] = ThumbnailCache()
     app.register_blueprint(bp)
 
 
@@ -218,6 +224,28 @@ def day_zip(day: str) -> Response:
 # --- pages ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of stills, newest first, as ``?page=``, ``?per_page=`` and ``?day=`` ask."""
+
+    items: list[Still]
+    day: str | None
+    number: int
+    size: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.size))
+
+
+def _page(index: StillIndex, default_size: int) -> Page:
+    number, size = _page_args(default_size)
+    day = _day_arg()
+    items = index.newest(offset=(number - 1) * size, limit=size, day=day)
+    return Page(items, day, number, size, index.count(day))
+
+
 def _page_args(default_size: int) -> tuple[int, int]:
     try:
         page = int(request.args.get("page", "1"))
@@ -239,13 +267,9 @@ def _day_arg() -> str | None:
 @bp.get("/stills/")
 def gallery() -> str:
     index = writer().index
-    page, size = _page_args(PAGE_SIZE)
-    day = _day_arg()
-    total = index.count(day)
-    pages = max(1, math.ceil(total / size))
-    items = index.newest(offset=(page - 1) * size, limit=size, day=day)
+    page = _page(index, PAGE_SIZE)
     groups: list[tuple[str, list[dict[str, Any]]]] = []
-    for item in items:
+    for item in page.items:
         entry = {
             **describe(item),
             "view": url_for("stills.still", day=item.day, name=item.stem),
@@ -256,14 +280,14 @@ def gallery() -> str:
         groups[-1][1].append(entry)
     return render_template(
         "stills.html",
-        title=camd().settings.title,
+        title=current_parts().settings.title,
         groups=groups,
         days=index.days(),
-        day=day,
-        page=page,
-        pages=pages,
-        total=total,
-        size=size,
+        day=page.day,
+        page=page.number,
+        pages=page.pages,
+        total=page.total,
+        size=page.size,
         disk_bytes=index.total_bytes,
         status=writer().status(),
     )
@@ -279,7 +303,7 @@ def viewer(day: str, stem: str) -> str:
     older, newer = writer().index.position(item)
     return render_template(
         "still.html",
-        title=camd().settings.title,
+        title=current_parts().settings.title,
         still=describe(item),
         clock=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.time)),
         older=url_for("stills.still", day=older.day, name=older.stem) if older else None,
@@ -293,16 +317,13 @@ def viewer(day: str, stem: str) -> str:
 @bp.get("/api/stills")
 def api_list() -> Response:
     index = writer().index
-    page, size = _page_args(API_PAGE_SIZE)
-    day = _day_arg()
-    total = index.count(day)
-    items = index.newest(offset=(page - 1) * size, limit=size, day=day)
+    page = _page(index, API_PAGE_SIZE)
     return jsonify(
-        stills=[describe(item) for item in items],
-        page=page,
-        per_page=size,
-        total=total,
-        pages=max(1, math.ceil(total / size)),
+        stills=[describe(item) for item in page.items],
+        page=page.number,
+        per_page=page.size,
+        total=page.total,
+        pages=page.pages,
         disk_bytes=index.total_bytes,
     )
 

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from camd.http import CONTENT_TYPE, StreamBody
 from camd.variants import VariantError, VariantKey, Variants, parse_variant
-from web.context import camd
+from web.context import current_parts
 
 bp = Blueprint("stream", __name__)
 
@@ -17,8 +17,8 @@ MIN_FPS = 0.01  # one frame every 100 s: slower than that is not a stream
 MAX_FPS = 240.0
 
 
-def requested_fps() -> float | None:
-    """The viewer's ``?fps=N``, or None for every frame; 400 for a value that is not a rate."""
+def requested_fps(low: float = MIN_FPS, high: float = MAX_FPS) -> float | None:
+    """The viewer's ``?fps=N``, or None for every frame; 400 for a value that is not a rate from low to high."""
     raw = request.args.get("fps")
     if raw is None or raw == "":
         return None
@@ -26,8 +26,8 @@ def requested_fps() -> float | None:
         fps = float(raw)
     except ValueError:
         abort(400, description="fps must be a number")
-    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
-        abort(400, description=f"fps must be from {MIN_FPS:g} to {MAX_FPS:g}")
+    if not math.isfinite(fps) or not low <= fps <= high:
+        abort(400, description=f"fps must be from {low:g} to {high:g}")
     return fps
 
 
@@ -36,7 +36,7 @@ def requested_variant(source_width: int) -> VariantKey:
     try:
         return parse_variant(
             request.args.get("width"), request.args.get("quality"),
-            source_width=source_width, default_quality=camd().settings.jpeg_quality,
+            source_width=source_width, default_quality=current_parts().settings.jpeg_quality,
         )  # fmt: skip
     except VariantError as exc:
         abort(400, description=str(exc))  # answered by web.errors' error_response, like every 400
@@ -44,13 +44,12 @@ def requested_variant(source_width: int) -> VariantKey:
 
 def variants() -> Variants | None:
     """The daemon's variant maker, when the app was given one."""
-    made = camd().extra.get("variants")
-    return made if isinstance(made, Variants) else None
+    return current_parts().variants
 
 
 @bp.get("/stream.mjpg")
 def mjpeg() -> Response:
-    parts = camd()
+    parts = current_parts()
     fps = requested_fps()
     latest = parts.hub.latest
     key = requested_variant(latest.width if latest is not None else parts.hub.camera.width)
@@ -67,8 +66,8 @@ def mjpeg() -> Response:
 
 @bp.get("/snapshot.jpg")
 def snapshot() -> Response:
-    frame = camd().hub.latest_live
-    key = requested_variant(frame.width if frame is not None else camd().hub.camera.width)
+    frame = current_parts().hub.latest_live
+    key = requested_variant(frame.width if frame is not None else current_parts().hub.camera.width)
     if frame is None:
         return _busy("no picture yet: the camera is warming up", 2)
     maker = variants()

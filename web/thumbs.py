@@ -49,7 +49,6 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
-        self.made = 0
 
     def get(self, key: str) -> bytes | None:
         with self._lock:
@@ -67,14 +66,6 @@ class ThumbnailCache:
                 self._bytes -= len(old)
             self._items[key] = data
             self._bytes += len(data)
-            self.made += 1
             while self._bytes > self.limit:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= len(dropped)
-
-    @property
-    def size(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._items)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -15,8 +14,9 @@ from werkzeug.wsgi import wrap_file
 from camd.http.parts import BOUNDARY, CONTENT_TYPE, part
 from camd.stills_index import DAY_RE, Still
 from camd.timelapse import TimelapseError, Timelapses
-from web.context import camd
+from web.context import current_parts
 from web.errors import error_response
+from web.stream import requested_fps
 
 bp = Blueprint("timelapse", __name__)
 
@@ -29,7 +29,9 @@ PLAYBACKS = "camd.timelapse_playbacks"
 
 
 def timelapses() -> Timelapses:
-    return camd().extra["timelapses"]
+    made = current_parts().timelapses
+    assert made is not None  # the blueprint is registered only with them
+    return made
 
 
 def init_app(app: Flask) -> None:
@@ -78,16 +80,8 @@ def webm(day: str) -> Response:
 
 
 def _fps() -> float:
-    raw = request.args.get("fps")
-    if raw is None or raw == "":
-        return timelapses().fps
-    try:
-        fps = float(raw)
-    except ValueError:
-        abort(400, description="fps must be a number")
-    if not math.isfinite(fps) or not MIN_FPS <= fps <= MAX_FPS:
-        abort(400, description=f"fps must be from {MIN_FPS:g} to {MAX_FPS:g}")
-    return fps
+    fps = requested_fps(MIN_FPS, MAX_FPS)
+    return timelapses().fps if fps is None else fps
 
 
 def play(root: Path, stills: list[Still], fps: float, stop: threading.Event) -> Iterator[bytes]:
@@ -114,15 +108,14 @@ def play(root: Path, stills: list[Still], fps: float, stop: threading.Event) -> 
 @bp.get("/stills/<day>/timelapse.mjpg")
 def mjpeg(day: str) -> Response:
     fps = _fps()
-    stills = camd().extra["stills"].index.of_day(_checked_day(day))
+    made = timelapses()
+    stills = made.index.of_day(_checked_day(day))
     if not stills:
         abort(404)
-    parts = timelapses()
-    root = camd().extra["stills"].root
     playbacks: threading.BoundedSemaphore = current_app.extensions[PLAYBACKS]
     if not playbacks.acquire(blocking=False):
         return error_response(503, f"{MAX_PLAYBACKS} timelapses are playing already; try again later", retry_after=10)
-    response = Response(play(root, stills, fps, parts.stopping), mimetype=CONTENT_TYPE)
+    response = Response(play(made.stills_root, stills, fps, made.stopping), mimetype=CONTENT_TYPE)
     response.call_on_close(playbacks.release)  # the front closes every response body, finished or not
     response.headers["X-Accel-Buffering"] = "no"
     return response

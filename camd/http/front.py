@@ -11,7 +11,6 @@ viewer's socket goes from here to the fan-out. No thread ever waits on a client.
 from __future__ import annotations
 
 import collections
-import email.utils
 import errno
 import logging
 import os
@@ -29,7 +28,7 @@ import h11
 
 from camd.http import tls
 from camd.http.pool import Pool
-from camd.http.wsgi import ABORT, MORE, SERVER, STREAM, Exchange, Outcome, Peer, WsgiApp
+from camd.http.wsgi import ABORT, MORE, STREAM, Exchange, Outcome, Peer, WsgiApp, plain_response
 
 log = logging.getLogger(__name__)
 
@@ -616,27 +615,11 @@ class HttpServer:
     def _refuse(self, conn: Conn, code: int, reason: str, retry_after: int = 0) -> None:
         """Answer an error with h11 (Connection: close), then close once it is out."""
         log.debug("refusing a request from %s with %d: %s", conn.peer.remote_addr, code, reason)
-        text = f"{code} {_REASONS.get(code, 'Error')}: {reason}\n".encode()
-        headers = [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(text))),
-            ("Connection", "close"),
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Server", SERVER),
-        ]
-        if retry_after:
-            headers.append(("Retry-After", str(retry_after)))
+        words = _REASONS.get(code, "Error")
         head_only = conn.request is not None and conn.request.method == b"HEAD" and code not in (400, 431)
         try:
-            data = b"".join(
-                (
-                    conn.parser.send(
-                        h11.Response(status_code=code, headers=headers, reason=_REASONS.get(code, "Error").encode())
-                    )
-                    or b"",
-                    b"" if head_only else conn.parser.send(h11.Data(data=text)) or b"",
-                    conn.parser.send(h11.EndOfMessage()) or b"",
-                )
+            data = plain_response(
+                conn.parser, code, words, f"{code} {words}: {reason}\n", head_only=head_only, retry_after=retry_after
             )
         except h11.LocalProtocolError:
             data = _fallback(code)

@@ -73,10 +73,6 @@ class Pool:
             self._queued.append((job, request))
             return True
 
-    @property
-    def queued(self) -> int:
-        return len(self._queued)
-
     def stop(self, timeout: float = 2.0) -> bool:
         """Let running jobs finish (up to ``timeout`` in all), drop queued ones, end the threads; True if all ended."""
         with self._lock:

@@ -34,6 +34,29 @@ STREAM = "stream"  # hand the socket to the fan-out
 ABORT = "abort"  # the response cannot be completed: close the connection
 
 
+def plain_response(
+    conn: h11.Connection, code: int, reason: str, text: str, *, head_only: bool = False, retry_after: int = 0
+) -> bytes:
+    """A short plain-text response that closes the connection, whole; h11 raises LocalProtocolError if it cannot."""
+    body = text.encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Server", SERVER),
+    ]
+    if retry_after:
+        headers.append(("Retry-After", str(retry_after)))
+    return b"".join(
+        (
+            conn.send(h11.Response(status_code=code, headers=headers, reason=reason.encode())) or b"",
+            b"" if head_only else conn.send(h11.Data(data=body)) or b"",
+            conn.send(h11.EndOfMessage()) or b"",
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Peer:
     """Both ends of a connection, as the environ tells them to the app."""
@@ -251,22 +274,9 @@ class Exchange:
         """A 500 in place of a response that had not begun; the connection is closed after it."""
         self.close()
         self.status = 500
-        text = b"internal server error\n"
-        headers = [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(text))),
-            ("Connection", "close"),
-            ("Date", email.utils.formatdate(usegmt=True)),
-            ("Server", SERVER),
-        ]
         try:
-            data = b"".join(
-                (
-                    self.conn.send(h11.Response(status_code=500, headers=headers, reason=b"Internal Server Error"))
-                    or b"",
-                    b"" if self._bodyless else self.conn.send(h11.Data(data=text)) or b"",
-                    self.conn.send(h11.EndOfMessage()) or b"",
-                )
+            data = plain_response(
+                self.conn, 500, "Internal Server Error", "internal server error\n", head_only=self._bodyless
             )
         except h11.LocalProtocolError:
             return Outcome(b"", ABORT, status=500)

@@ -96,7 +96,7 @@ def app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, stills: Stil
     """The web app wired as camd/__main__.py wires it."""
     from web import create_app
 
-    app = create_app(settings, hub, fanout, users, stills=stills)
+    app = create_app(settings, hub, fanout, users, stills)
     app.config.update(TESTING=True)
     return app
 

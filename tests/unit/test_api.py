@@ -48,7 +48,7 @@ def test_healthz_turns_offline_when_the_newest_live_frame_is_stale(
     from web import create_app
 
     # Below stall_timeout's own floor (0.5 s) so that the test waits for it in a fraction of a second.
-    client = create_app(dataclasses.replace(settings, stall_timeout=0.3), hub, fanout, users, stills=None).test_client()
+    client = create_app(dataclasses.replace(settings, stall_timeout=0.3), hub, fanout, users, None).test_client()
     assert client.get("/healthz").status_code == 503  # the app's first request pays its set-up here
     live()
     assert client.get("/healthz").status_code == 200
@@ -117,7 +117,7 @@ def test_status_says_nothing_of_stills_without_a_writer(
 ) -> None:
     from web import create_app
 
-    app: Flask = create_app(settings, hub, fanout, users, stills=None)
+    app: Flask = create_app(settings, hub, fanout, users, None)
     body = app.test_client().get("/api/status", headers=auth).get_json()
     assert "stills" not in body
     assert body["camera"]["state"] == STARTING

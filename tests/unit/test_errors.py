@@ -27,9 +27,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     settings = load({"state_dir": str(tmp_path), "title": "Puppy cam"}, environ={})
     set_password(settings.users_path, "admin", "correct horse")
     hub = Hub(80)
-    application = create_app(
-        settings, hub, Fanout(hub, 4), Users(settings.users_path), stills=StillsWriter(settings, hub)
-    )
+    application = create_app(settings, hub, Fanout(hub, 4), Users(settings.users_path), StillsWriter(settings, hub))
 
     @application.get("/boom")
     def boom() -> str:

@@ -28,7 +28,7 @@ def test_the_landing_page_shows_the_configured_title_and_text_escaped(
     from web import create_app
 
     settings = make_settings(title="Puppy <cam>", description="Watching Rex & friends")
-    page = create_app(settings, hub, fanout, users, stills=None).test_client().get("/").get_data(as_text=True)
+    page = create_app(settings, hub, fanout, users, None).test_client().get("/").get_data(as_text=True)
     assert "<title>Puppy &lt;cam&gt;</title>" in page
     assert "Watching Rex &amp; friends" in page
     assert "<cam>" not in page
@@ -37,7 +37,7 @@ def test_the_landing_page_shows_the_configured_title_and_text_escaped(
 def test_no_stills_link_without_a_stills_writer(settings: Settings, hub: Hub, fanout: Fanout, users: Users) -> None:
     from web import create_app
 
-    page = create_app(settings, hub, fanout, users, stills=None).test_client().get("/").get_data(as_text=True)
+    page = create_app(settings, hub, fanout, users, None).test_client().get("/").get_data(as_text=True)
     assert 'href="/live"' in page
     assert "/stills/" not in page
 

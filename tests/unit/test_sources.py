@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from camd.settings import load
-from camd.sources import Captured, Oriented, SourceInfo, V4L2Source, make_source
+from camd.sources import Captured, Opener, Oriented, SourceInfo, V4L2Source, make_source
 
 
 class Corner:
@@ -67,3 +67,12 @@ def test_turning_a_v4l2_camera_turns_passthrough_off_and_keeps_its_device() -> N
     # The camera auto chose is what a reopen asks for again.
     again = make_source(load({"source": "auto"}, environ={}), device="/dev/video5")
     assert isinstance(again, V4L2Source) and again.device == "/dev/video5"
+
+
+def test_the_opener_hands_out_the_first_source_once_then_fresh_ones_of_the_same_camera() -> None:
+    settings = load({"source": "/dev/video7"}, environ={})
+    opener = Opener(settings)
+    first, second, third = opener(), opener(), opener()
+    assert len({id(first), id(second), id(third)}) == 3  # a worker stuck in a read keeps its own
+    assert opener.device == "/dev/video7"
+    assert [source.device for source in (first, second, third)] == ["/dev/video7"] * 3  # type: ignore[attr-defined]

@@ -409,7 +409,7 @@ def test_api_status_and_metrics_read_the_variants_collaborator(tmp_path: Path) -
     set_password(tmp_path / "users", "admin", "a password for the test")
     hub = Hub(settings.jpeg_quality)
     variants = Variants(hub.counters)
-    app = create_app(settings, hub, Fanout(hub, 4), Users(tmp_path / "users"), variants=variants)
+    app = create_app(settings, hub, Fanout(hub, 4), Users(tmp_path / "users"), None, variants=variants)
     key = parse_variant("500", "low", source_width=1280, default_quality=settings.jpeg_quality)
     variants.watch(key)
     made = variants.jpeg(pixel_frame(hub), key)
