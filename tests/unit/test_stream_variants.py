@@ -35,7 +35,9 @@ def app_parts(tmp_path: Path) -> tuple[FlaskClient, Hub, Variants]:
     set_password(tmp_path / "users", "admin", "a password for the test")
     hub = Hub(settings.jpeg_quality)
     variants = Variants(hub.counters)
-    app = create_app(settings, hub, Fanout(hub, 4, variants=variants), Users(tmp_path / "users"), variants=variants)
+    app = create_app(
+        settings, hub, Fanout(hub, 4, variants=variants), Users(tmp_path / "users"), None, variants=variants
+    )
     return app.test_client(), hub, variants
 
 
