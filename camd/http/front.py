@@ -43,6 +43,7 @@ NOTSENT_LOWAT = 128 * 1024  # unsent bytes the kernel may hold for a connection 
 STOP_GRACE = 2.0
 LINGER = 2.0  # after a refusal, how long unread bytes are drained so the client can read the answer
 FD_PAUSE = 0.5
+FD_QUIET = 5.0  # an out-of-descriptors episode ends after this long without one more refused accept
 PRESSURE_GRACE = 1.0  # out of descriptors, connections waiting longer than this for their request are closed
 OPEN_FILES = 8192
 RECV_BYTES = 64 * 1024
@@ -119,6 +120,7 @@ class HttpServer:
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._paused_until = 0.0  # accepting stopped (out of file descriptors) until then
         self._fd_episode = False
+        self._fd_refused_at = 0.0  # when accept() last failed for want of a descriptor
         self._accepting = False
         self._last_sweep = 0.0
         host, port = listener.getsockname()[:2]
@@ -262,7 +264,9 @@ class HttpServer:
             try:
                 sock, address = self.listener.accept()
             except (BlockingIOError, InterruptedError):
-                if self._fd_episode:  # every waiting client taken: the shortage is over
+                # Every waiting client taken, and none refused for a while: the shortage is over. (Ending
+                # it at the first empty backlog would log an episode per burst of a slow attacker.)
+                if self._fd_episode and time.monotonic() - self._fd_refused_at > FD_QUIET:
                     self._fd_episode = False
                     log.info("file descriptors available again: accepting new connections")
                 return
@@ -276,11 +280,12 @@ class HttpServer:
 
     def _out_of_fds(self) -> None:
         """No descriptor for a new connection: stop accepting for a moment and make room."""
+        now = time.monotonic()
+        self._fd_refused_at = now
         if not self._fd_episode:
             self._fd_episode = True
             log.warning("out of file descriptors: pausing new connections")
         self._watch_listener(False)
-        now = time.monotonic()
         self._paused_until = now + FD_PAUSE
         # Make room: the oldest waiting connection, and every other one that has had PRESSURE_GRACE
         # seconds to send its request and has not (a real client sends it as soon as it connects).
