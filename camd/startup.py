@@ -149,7 +149,10 @@ def block(settings: Settings, port: int, tls: bool, password: str | None) -> str
             lines.append(f"  Password:                  in {secret_file}")
         lines.append(f"  Change it:                 {passwd_command(settings, first_user)}")
     else:
-        names = users_module.read_users(settings.users_path)
+        try:
+            names = users_module.read_users(settings.users_path)
+        except (users_module.UsersError, OSError):  # being edited right now: the daemon's own copy is fine
+            names = {}
         user = next(iter(names)) if len(names) == 1 else "USER"
         who = user if len(names) == 1 else f"one of the {len(names)} users in {settings.users_path}"
         lines.append(f"  Log in as:                 {who}, with the password you set")

@@ -82,3 +82,15 @@ def test_block_shows_the_password_only_when_given_one(monkeypatch: pytest.Monkey
     users.forget_initial_password(tmp_path, "admin")
     later = startup.block(settings, 8080, False, None)
     assert "admin, with the password you set" in later and "initial-password" not in later
+
+
+@pytest.mark.parametrize("damage", [b"\xff\xfe\x00garbage\n", b"admin\nbob:nohash\n"], ids=["not UTF-8", "malformed"])
+def test_block_survives_a_users_file_being_edited_during_start_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, damage: bytes
+) -> None:
+    """The block is printed after the warm-up; a users file half-edited by then must not stop the daemon."""
+    monkeypatch.setattr(startup, "lan_addresses", lambda: [])
+    settings = load({"state_dir": str(tmp_path)}, environ={})
+    settings.users_path.write_bytes(damage)
+    shown = startup.block(settings, 8080, False, None)
+    assert "Log in as:" in shown and "with the password you set" in shown
