@@ -78,7 +78,10 @@ def test_a_burst_of_wrong_passwords_costs_two_hashes_of_memory(daemon_factory: C
           f"peak RSS {before / MIB:.0f} MiB -> +{grown / MIB:.0f} MiB")  # fmt: skip
     assert set(statuses) <= {401, 429, 503}
     assert counts.get(401, 0) <= ALLOWED_FAILURES + 1
-    assert counts.get(429, 0) >= BURST - ALLOWED_FAILURES - 1
+    # Refused without a hash: 429 once the address is blocked, or 503 for a check that waited its 2 s for
+    # one of the two hash slots (on a loaded machine a few do). Either way no more than the allowed hashed.
+    assert counts.get(429, 0) + counts.get(503, 0) >= BURST - ALLOWED_FAILURES - 1
+    assert counts.get(429, 0) >= BURST // 2
     assert grown < 200 * MIB, "at most two hashes (32 MiB each) at once"
 
 
