@@ -169,7 +169,7 @@ def soak_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
     control = state / "fault"
     set_mode(control, "ok")
     args = ("--source", "test", "--width", "640", "--height", "480", "--fps", "15", "--stall-timeout", "1",
-            "--stills-interval", "2s", *FAST_WARMUP)  # fmt: skip
+            "--stills-interval", "2s", "--no-activity", *FAST_WARMUP)  # fmt: skip
     daemon = Daemon(state, args, {ENV: str(control)}, "tests.faults").start()
     yield daemon, control
     daemon.stop()
