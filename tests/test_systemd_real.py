@@ -495,10 +495,9 @@ def test_an_instance_runs_beside_camd(installed: Installed) -> None:
     assert machine.fetch(f"http://127.0.0.1:{FEED_PORT}/api/status", installed.password)[0] == 401
 
 
-def test_an_unplugged_camera_keeps_feeding_the_watchdog(installed: Installed) -> None:
-    """A camera that is gone (camd@feed stopped: connection refused) is offline, not hung: a restart
-    cannot bring it back and would drop the viewers, so systemd must leave camd running."""
-    machine = installed.machine
+@contextlib.contextmanager
+def watching_the_feed(machine: Machine) -> Iterator[dict[str, str]]:
+    """camd with camd@feed's stream as its camera and a 4 s watchdog, live; undone afterwards, whatever happened."""
     password = machine.sh("cat /var/lib/camd/feed/initial-password").strip()
     machine.write("/etc/systemd/system/camd.service.d/test-watchdog.conf",
           "[Service]\nWatchdogSec=4\nEnvironment=CAMD_STALL_TIMEOUT=1\n"
@@ -508,6 +507,19 @@ def test_an_unplugged_camera_keeps_feeding_the_watchdog(installed: Installed) ->
         machine.run("systemctl", "restart", "camd", timeout=90)
         before = wait_active(machine)
         wait_until(lambda: machine.fetch("http://127.0.0.1:8080/healthz")[0] == 200, 30, what="camd live")
+        yield before
+    finally:
+        machine.run("systemctl", "kill", "--signal=CONT", "camd@feed", check=False)
+        machine.run("systemctl", "start", "camd@feed", check=False, timeout=90)
+        machine.sh("rm -rf /etc/systemd/system/camd.service.d && systemctl daemon-reload")
+        machine.run("systemctl", "restart", "camd", check=False, timeout=90)
+
+
+def test_an_unplugged_camera_keeps_feeding_the_watchdog(installed: Installed) -> None:
+    """A camera that is gone (camd@feed stopped: connection refused) is offline, not hung: a restart
+    cannot bring it back and would drop the viewers, so systemd must leave camd running."""
+    machine = installed.machine
+    with watching_the_feed(machine) as before:
         machine.run("systemctl", "stop", "camd@feed", timeout=60)
         wait_until(lambda: machine.fetch("http://127.0.0.1:8080/healthz")[0] == 503, 30, what="camd offline")
         deadline = time.monotonic() + 3 * 4  # three watchdog periods with the camera gone
@@ -519,25 +531,13 @@ def test_an_unplugged_camera_keeps_feeding_the_watchdog(installed: Installed) ->
         machine.run("systemctl", "start", "camd@feed", timeout=90)
         wait_until(lambda: machine.fetch("http://127.0.0.1:8080/healthz")[0] == 200, 60, what="camd live again")
         assert machine.show("camd", "MainPID")["MainPID"] == before["MainPID"]
-    finally:
-        machine.run("systemctl", "start", "camd@feed", check=False, timeout=90)
-        machine.sh("rm -rf /etc/systemd/system/camd.service.d && systemctl daemon-reload")
-        machine.run("systemctl", "restart", "camd", check=False, timeout=90)
 
 
 def test_a_hung_camera_starves_the_watchdog_and_systemd_restarts_camd(installed: Installed) -> None:
     """The camera is camd@feed's stream over HTTP; SIGSTOP on camd@feed makes it hang mid-stream, as a
     wedged network camera does: connected, sending nothing."""
     machine = installed.machine
-    password = machine.sh("cat /var/lib/camd/feed/initial-password").strip()
-    machine.write("/etc/systemd/system/camd.service.d/test-watchdog.conf",
-          "[Service]\nWatchdogSec=4\nEnvironment=CAMD_STALL_TIMEOUT=1\n"
-          f"Environment=CAMD_SOURCE=http://admin:{password}@127.0.0.1:{FEED_PORT}/stream.mjpg\n")  # fmt: skip
-    try:
-        machine.run("systemctl", "daemon-reload")
-        machine.run("systemctl", "restart", "camd", timeout=90)
-        before = wait_active(machine)
-        wait_until(lambda: machine.fetch("http://127.0.0.1:8080/healthz")[0] == 200, 30, what="camd live")
+    with watching_the_feed(machine) as before:
         machine.run("systemctl", "kill", "--signal=STOP", "camd@feed")
         stopped = time.monotonic()
         wait_until(
@@ -550,10 +550,6 @@ def test_a_hung_camera_starves_the_watchdog_and_systemd_restarts_camd(installed:
         machine.run("systemctl", "kill", "--signal=CONT", "camd@feed")
         wait_active(machine)
         wait_until(lambda: machine.fetch("http://127.0.0.1:8080/healthz")[0] == 200, 60, what="camd live again")
-    finally:
-        machine.run("systemctl", "kill", "--signal=CONT", "camd@feed", check=False)
-        machine.sh("rm -rf /etc/systemd/system/camd.service.d && systemctl daemon-reload")
-        machine.run("systemctl", "restart", "camd", check=False, timeout=90)
 
 
 def test_stop_is_clean_and_both_start_again_after_a_reboot(installed: Installed) -> None:
