@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from camd.stills_index import Still, StillIndex
-from web.thumbs import CACHE_BYTES, ThumbnailCache
+from camd.web.thumbs import CACHE_BYTES, ThumbnailCache
 
 PER_DAY = 100
 

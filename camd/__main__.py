@@ -105,7 +105,7 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     from camd.stills import StillsWriter
     from camd.timelapse import Timelapses
     from camd.variants import Variants
-    from web import create_app
+    from camd.web import create_app
 
     setup_logging(settings.log_level)
     limit_malloc_arenas()

@@ -1,7 +1,6 @@
 """Fixtures over tests/support: a real camd process on a free loopback port, a browser, a notify socket.
 
-The helpers themselves live in ``tests/support``; the names are imported here too, so that
-``from tests.conftest import ...`` keeps working.
+The helpers themselves live in ``tests/support``, and tests import them from there.
 """
 
 from __future__ import annotations
@@ -12,18 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.support import require_tool, wait_until
-from tests.support.browser import CHROMIUM_ARGS, CSP_WATCH, chromium, watched_page
-from tests.support.daemon import FAST_WARMUP, PASSWORD, REPO, USER, Daemon
-from tests.support.notify import WATCHDOG_USEC, NotifySocket
-from tests.support.recordings import is_green, is_marker, make_recording, marker_picture, moving_picture
-from tests.support.streams import Part, StreamWatcher, decode, is_placeholder, next_part, read_parts
-
-__all__ = [
-    "CHROMIUM_ARGS", "CSP_WATCH", "FAST_WARMUP", "PASSWORD", "REPO", "USER", "WATCHDOG_USEC", "Daemon",
-    "NotifySocket", "Part", "StreamWatcher", "decode", "is_green", "is_marker", "is_placeholder", "make_recording",
-    "marker_picture", "moving_picture", "next_part", "read_parts", "require_tool", "wait_until", "watched_page",
-]  # fmt: skip
+from tests.support.browser import chromium
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.notify import NotifySocket
 
 UNIT = Path(__file__).resolve().parent / "unit"
 

@@ -14,7 +14,9 @@ import pytest
 import requests
 
 from camd.stills_index import day_of
-from tests.conftest import Daemon, wait_until, watched_page
+from tests.support import wait_until
+from tests.support.browser import watched_page
+from tests.support.daemon import Daemon
 from tests.test_activity_daemon import QUIET, activity_recording, ended_events, source
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from camd.stills_index import day_of
-from tests.conftest import FAST_WARMUP, Daemon, require_tool, wait_until
+from tests.support import require_tool, wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, PASSWORD, USER, Daemon, StreamWatcher, require_tool, wait_until
+from tests.support import require_tool, wait_until
+from tests.support.daemon import FAST_WARMUP, PASSWORD, USER, Daemon
+from tests.support.streams import StreamWatcher
 from tests.test_tls import certificate  # noqa: F401  (fixture)
 
 AUTH = b"Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()) + b"\r\n"
@@ -600,7 +602,7 @@ def plant_day(root: Path) -> int:
     """A day of large stills (a real JPEG, padded after its end marker) in camd's layout; their total size."""
     import cv2
 
-    from tests.conftest import moving_picture
+    from tests.support.recordings import moving_picture
 
     jpeg = cv2.imencode(".jpg", moving_picture(3, 320, 240))[1].tobytes()
     still = jpeg + b"\0" * (STILL_BYTES - len(jpeg))

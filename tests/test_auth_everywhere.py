@@ -23,7 +23,7 @@ from camd.stills import StillsWriter
 from camd.timelapse import Timelapses
 from camd.users import Users, set_password
 from camd.variants import Variants
-from tests.conftest import Daemon
+from tests.support.daemon import Daemon
 
 PUBLIC = {"pages.index", "api.healthz", "static"}
 WRONG = [("admin", "wrong password"), ("nobody", "correct horse battery"), ("admin", "")]
@@ -38,7 +38,7 @@ SECURITY_HEADERS = {
 
 def build_app(tmp_path: Path) -> Flask:
     """The web app wired the way the daemon wires it (with every optional part the product ships)."""
-    from web import create_app
+    from camd.web import create_app
 
     tmp_path.mkdir(exist_ok=True)
     empty = tmp_path / "camd.toml"  # so that a machine's /etc/camd/camd.toml plays no part

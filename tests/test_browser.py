@@ -6,7 +6,9 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import FAST_WARMUP, Daemon, wait_until, watched_page
+from tests.support import wait_until
+from tests.support.browser import watched_page
+from tests.support.daemon import FAST_WARMUP, Daemon
 
 # Mean of the canvas's pixels, and a digest of them: what the picture looks like right now.
 CANVAS_LOOK = """() => {

@@ -14,19 +14,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import (
-    FAST_WARMUP,
-    Daemon,
-    NotifySocket,
-    Part,
-    StreamWatcher,
-    decode,
-    is_green,
-    is_placeholder,
-    make_recording,
-    wait_until,
-)
 from tests.faults import ENV, set_mode
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.notify import NotifySocket
+from tests.support.recordings import is_green, make_recording
+from tests.support.streams import Part, StreamWatcher, decode, is_placeholder
 
 STALL = "1"  # stall_timeout for these tests, seconds
 SMALL = ("--width", "320", "--height", "240", "--fps", "15")

@@ -12,17 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import pytest
 
-from tests.conftest import (
-    Daemon,
-    Part,
-    StreamWatcher,
-    decode,
-    is_marker,
-    is_placeholder,
-    marker_picture,
-    moving_picture,
-    wait_until,
-)
+from tests.support import wait_until
+from tests.support.daemon import Daemon
+from tests.support.recordings import is_marker, marker_picture, moving_picture
+from tests.support.streams import Part, StreamWatcher, decode, is_placeholder
 
 BOUNDARY = "camframe"
 WARMUP_FRAMES = 5

@@ -13,7 +13,9 @@ import pytest
 import requests
 
 from camd import __version__
-from tests.conftest import FAST_WARMUP, REPO, Daemon, decode, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, REPO, Daemon
+from tests.support.streams import decode
 
 
 def camd(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_WARMUP, REPO, Daemon, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, REPO, Daemon
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from tests.conftest import PASSWORD, USER, Daemon, require_tool
+from tests.support import require_tool
+from tests.support.daemon import PASSWORD, USER, Daemon
 
 FRAMES = 12
 

@@ -21,7 +21,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import FAST_WARMUP, PASSWORD, USER, Daemon, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, PASSWORD, USER, Daemon
 
 EXAMPLES = 1000
 

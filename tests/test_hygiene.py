@@ -12,7 +12,9 @@ import pytest
 import requests
 
 from camd.http.front import REQUEST_TIMEOUT as HEAD_TIMEOUT
-from tests.conftest import PASSWORD, USER, Daemon, read_parts, wait_until
+from tests.support import wait_until
+from tests.support.daemon import PASSWORD, USER, Daemon
+from tests.support.streams import read_parts
 from tests.test_tls import certificate, https_daemon  # noqa: F401  (fixtures)
 
 AUTH = b"Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()) + b"\r\n"

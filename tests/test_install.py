@@ -15,7 +15,9 @@ from werkzeug.security import check_password_hash
 
 from camd.settings import FIELDS, Settings, load
 from camd.users import read_users, set_password
-from tests.conftest import REPO, NotifySocket, require_tool
+from tests.support import require_tool
+from tests.support.daemon import REPO
+from tests.support.notify import NotifySocket
 
 SCRIPT = REPO / "systemd" / "install.sh"
 EXAMPLE = REPO / "systemd" / "camd.toml.example"
@@ -91,11 +93,17 @@ def test_install_lays_out_venv_units_and_config_then_changes_nothing_and_keeps_e
     venv = root / "opt/camd/venv"
     assert (venv / "bin/python").exists()
     site = next((venv / "lib").glob("python3*/site-packages"))
-    assert (site / "camd/__init__.py").is_file() and (site / "web/templates").is_dir()  # a copy, not a link
+    assert (site / "camd/__init__.py").is_file() and (site / "camd/web/templates").is_dir()  # a copy, not a link
+    assert not (site / "web").exists(), "the web app installs as camd.web, never as a top-level `web`"
     env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
     command = [venv / "bin/python", "-m", "camd", "--version"]
     version = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     assert version.stdout.startswith("camd "), version.stderr
+    names = "import camd.web.auth; import importlib.util; print(importlib.util.find_spec('web'))"
+    imported = subprocess.run(
+        [venv / "bin/python", "-c", names], check=False, env=env, capture_output=True, text=True, cwd=root
+    )
+    assert imported.stdout.strip() == "None", imported.stderr
     # The image runs the venv at /opt/camd/venv: nothing in it may name the directory it was built in.
     assert (venv / "bin/camd").read_text().startswith("#!/opt/camd/venv/bin/python\n")
     for path in [*(venv / "bin").iterdir(), venv / "pyvenv.cfg"]:

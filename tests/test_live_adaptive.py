@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Daemon, wait_until, watched_page
+from tests.support import wait_until
+from tests.support.browser import watched_page
+from tests.support.daemon import Daemon
 
 SAVER = "?width=320&quality=low&fps=10"
 PICTURE = "document.getElementById('picture')"

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CHROMIUM_ARGS, require_tool
+from tests.support import require_tool
+from tests.support.browser import CHROMIUM_ARGS
 
 SETTLE_S = 15.0  # the page must find a variant that the link carries within this
 HOLD_S = 6.0  # and stay on one as good for this long after (no probing that the link cannot carry)

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, Daemon, wait_until, watched_page
 from tests.faults import ENV, set_mode
+from tests.support import wait_until
+from tests.support.browser import watched_page
+from tests.support.daemon import FAST_WARMUP, Daemon
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ from camd.hub import Hub
 from camd.settings import load
 from camd.stills import StillsWriter
 from camd.users import MAX_HASHES, Users, set_password
-from web import create_app
-from web.throttle import ALLOWED_FAILURES
+from camd.web import create_app
+from camd.web.throttle import ALLOWED_FAILURES
 
 USER, PASSWORD = "admin", "correct horse battery"
 
@@ -184,13 +184,13 @@ def test_failures_and_lockouts_are_logged_escaped_and_counted(
     for n in range(ALLOWED_FAILURES - 1):
         client.get("/api/status", headers=basic("bob", f"again-{n}-secret"), environ_base=where)
     client.get("/api/status", headers=basic("bob", "blocked-secret"), environ_base=where)  # refused unchecked
-    lines = [record.getMessage() for record in caplog.records if record.name == "web.auth"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "camd.web.auth"]
     print("\n" + "\n".join(lines))
     assert lines[0] == "login failed for user 'bob' from 203.0.113.9"
     assert lines[1] == "login failed for user 'eve\\x0aINFO forged x\\x27 from 192.0.2.66' from 203.0.113.9"
     assert lines[-1] == f"login lockout for 203.0.113.9 for 60 s after {ALLOWED_FAILURES + 1} failures"
     assert sum(line.startswith("login failed") for line in lines) == ALLOWED_FAILURES + 1
-    assert all(record.levelno >= logging.INFO for record in caplog.records if record.name == "web.auth")
+    assert all(record.levelno >= logging.INFO for record in caplog.records if record.name == "camd.web.auth")
     assert "secret" not in caplog.text
     metrics = client.get("/metrics", headers=basic(USER, PASSWORD), environ_base={"REMOTE_ADDR": "203.0.113.10"})
     text = metrics.get_data(as_text=True)
@@ -199,9 +199,9 @@ def test_failures_and_lockouts_are_logged_escaped_and_counted(
 
 
 def test_request_paths_in_the_log_are_escaped(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="web.headers")
-    client.get("/x%0aWARNING web.auth: login failed for user 'a' from 192.0.2.1", headers=basic(USER, PASSWORD))
-    messages = [record.getMessage() for record in caplog.records if record.name == "web.headers"]
+    caplog.set_level(logging.DEBUG, logger="camd.web.headers")
+    client.get("/x%0aWARNING camd.web.auth: login failed for user 'a' from 192.0.2.1", headers=basic(USER, PASSWORD))
+    messages = [record.getMessage() for record in caplog.records if record.name == "camd.web.headers"]
     assert messages and all("\n" not in message for message in messages)
     assert any("/x\\x0aWARNING" in message for message in messages)
 

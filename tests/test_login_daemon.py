@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_WARMUP, PASSWORD, REPO, USER, Daemon, require_tool
-from web.throttle import ALLOWED_FAILURES
+from camd.web.throttle import ALLOWED_FAILURES
+from tests.support import require_tool
+from tests.support.daemon import FAST_WARMUP, PASSWORD, REPO, USER, Daemon
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import cv2
 
-from tests.conftest import FAST_WARMUP, Daemon, make_recording, read_parts
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.recordings import make_recording
+from tests.support.streams import read_parts
 
 
 def avi_packets(path: Path) -> list[bytes]:

@@ -28,8 +28,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, PASSWORD, REPO, USER, Daemon, require_tool, wait_until
-from tests.support import nginx, stop_process
+from tests.support import nginx, require_tool, stop_process, wait_until
+from tests.support.daemon import FAST_WARMUP, PASSWORD, REPO, USER, Daemon
 
 pytestmark = pytest.mark.slow
 

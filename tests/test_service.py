@@ -12,7 +12,10 @@ from collections.abc import Callable, Iterator
 import cv2
 import pytest
 
-from tests.conftest import FAST_WARMUP, Daemon, NotifySocket, moving_picture, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.notify import NotifySocket
+from tests.support.recordings import moving_picture
 
 
 class MjpegServer:

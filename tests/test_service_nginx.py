@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO, Daemon, decode, read_parts, require_tool
+from tests.support import require_tool
+from tests.support.daemon import REPO, Daemon
 from tests.support.nginx import running, write_conf
+from tests.support.streams import decode, read_parts
 
 
 def readme_nginx_config() -> str:

@@ -11,7 +11,9 @@ import pytest
 import requests
 
 from camd.users import read_users, set_password, write_users
-from tests.conftest import FAST_WARMUP, Daemon, NotifySocket, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.notify import NotifySocket
 
 
 def write_config(path: Path, **values: object) -> Path:
@@ -100,7 +102,7 @@ def test_log_level_applies_at_once_and_other_changes_are_named(
     restart = next(line for line in daemon.lines if "need a restart" in line)
     assert "jpeg_quality 80 -> 70" in restart and "title 'camd' -> 'Garden'" in restart
     daemon.get("/healthz")
-    wait_until(lambda: "DEBUG web.headers: GET /healthz" in daemon.log, 10, what="a debug line")
+    wait_until(lambda: "DEBUG camd.web.headers: GET /healthz" in daemon.log, 10, what="a debug line")
 
     write_config(config, log_level="warning", stills_interval="1h")
     hup(daemon, 3)

@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, REPO, Daemon, decode, make_recording, read_parts, require_tool
+from tests.support import require_tool
+from tests.support.daemon import FAST_WARMUP, REPO, Daemon
+from tests.support.recordings import make_recording
+from tests.support.streams import decode, read_parts
 
 UNITS = ("camd.service", "camd@.service")
 MAX_EXPOSURE = 2.0

@@ -15,7 +15,8 @@ from camd.hub import Hub
 from camd.service import Notifier, Service, watchdog_interval, watchdog_verdict
 from camd.settings import load
 from camd.sources import Captured, SourceInfo
-from tests.conftest import moving_picture, wait_until
+from tests.support import wait_until
+from tests.support.recordings import moving_picture
 
 
 class FaultySource:

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import FAST_WARMUP, Daemon, StreamWatcher
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.streams import StreamWatcher
 
 STOP_WITHIN = 5.0
 

@@ -27,8 +27,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, PASSWORD, USER, Daemon, wait_until
 from tests.faults import ENV, set_mode
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, PASSWORD, USER, Daemon
 
 SOAK_SECONDS = float(os.environ.get("CAMD_SOAK_SECONDS", "120"))
 # The same load first, until the working set is in: caches, the busy server threads and what native

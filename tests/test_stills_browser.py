@@ -8,7 +8,9 @@ from typing import Any
 
 import requests
 
-from tests.conftest import FAST_WARMUP, Daemon, wait_until, watched_page
+from tests.support import wait_until
+from tests.support.browser import watched_page
+from tests.support.daemon import FAST_WARMUP, Daemon
 
 THUMBS_LOADED = """() => Array.from(document.querySelectorAll(".thumbs img")).map(
   (img) => img.complete ? img.naturalWidth : 0)"""

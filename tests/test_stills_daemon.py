@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, Daemon, decode, make_recording, read_parts, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.recordings import make_recording
+from tests.support.streams import decode, read_parts
 
 NAME = re.compile(r"(\d{4})-(\d{2})-(\d{2})/(\d{8})-(\d{2})(\d{2})(\d{2})(-[1-9]\d*)?\.jpg")
 TEST_SOURCE = ("--source", "test", "--width", "640", "--height", "480", *FAST_WARMUP)
@@ -47,7 +50,7 @@ def plant(root: Path, day: str, names: list[str], source: bytes) -> None:
 def sample_jpeg() -> bytes:
     import cv2
 
-    from tests.conftest import moving_picture
+    from tests.support.recordings import moving_picture
 
     return cv2.imencode(".jpg", moving_picture(3, 320, 240))[1].tobytes()
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, Daemon, decode, moving_picture
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.recordings import moving_picture
+from tests.support.streams import decode
 
 SECRET = b"TOPSECRET-outside-the-stills-folder"
 

@@ -18,7 +18,8 @@ from camd.hub import LIVE, OFFLINE, WARMING_UP, Hub
 from camd.settings import Settings, load
 from camd.stills import NoPicture, StillError, StillsWriter, next_slot
 from camd.stills_index import TEMP_RE
-from tests.conftest import decode, moving_picture
+from tests.support.recordings import moving_picture
+from tests.support.streams import decode
 
 
 def make_settings(tmp_path: Path, **values: str) -> Settings:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.conftest import FAST_WARMUP, Daemon, StreamWatcher, decode, read_parts, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.streams import StreamWatcher, decode, read_parts
 
 
 def test_viewers_beyond_max_clients_get_503_with_retry_after(daemon_factory: Callable[..., Daemon]) -> None:

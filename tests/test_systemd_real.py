@@ -33,7 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, require_tool, wait_until
+from tests.support import require_tool, wait_until
+from tests.support.daemon import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,9 @@ from camd.http import Fanout
 from camd.hub import Hub
 from camd.settings import load
 from camd.users import Users, UsersError, set_password
-from tests.conftest import FAST_WARMUP, PASSWORD, REPO, USER, Daemon
-from web import create_app
-from web.throttle import ALLOWED_FAILURES, Throttle, address_key
+from camd.web import create_app
+from camd.web.throttle import ALLOWED_FAILURES, Throttle, address_key
+from tests.support.daemon import FAST_WARMUP, PASSWORD, REPO, USER, Daemon
 
 
 def basic(user: str, password: str) -> dict[str, str]:

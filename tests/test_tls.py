@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import FAST_WARMUP, Daemon, Part, decode, read_parts, require_tool, wait_until
+from tests.support import require_tool, wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.streams import Part, decode, read_parts
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import requests
 from werkzeug.security import generate_password_hash
 
 from camd.users import set_password
-from tests.conftest import FAST_WARMUP, PASSWORD, USER, Daemon, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, PASSWORD, USER, Daemon
 
 OTHER, OTHER_PASSWORD = "bob", "bobs own password"
 

@@ -21,18 +21,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import (
-    FAST_WARMUP,
-    REPO,
-    Daemon,
-    NotifySocket,
-    StreamWatcher,
-    decode,
-    is_placeholder,
-    moving_picture,
-    require_tool,
-    wait_until,
-)
+from tests.support import require_tool, wait_until
+from tests.support.daemon import FAST_WARMUP, REPO, Daemon
+from tests.support.notify import NotifySocket
+from tests.support.recordings import moving_picture
+from tests.support.streams import StreamWatcher, decode, is_placeholder
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,10 @@ import cv2
 import numpy as np
 import requests
 
-from tests.conftest import FAST_WARMUP, Daemon, make_recording, next_part, wait_until
+from tests.support import wait_until
+from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.recordings import make_recording
+from tests.support.streams import next_part
 from tests.test_passthrough import avi_packets
 
 FPS = 30

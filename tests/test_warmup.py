@@ -11,17 +11,9 @@ import cv2
 import numpy as np
 import requests
 
-from tests.conftest import (
-    Daemon,
-    StreamWatcher,
-    decode,
-    is_green,
-    is_marker,
-    is_placeholder,
-    make_recording,
-    marker_picture,
-    moving_picture,
-)
+from tests.support.daemon import Daemon
+from tests.support.recordings import is_green, is_marker, make_recording, marker_picture, moving_picture
+from tests.support.streams import StreamWatcher, decode, is_placeholder
 
 
 def _snapshots_until(daemon: Daemon, end: float) -> list[bytes]:

@@ -12,10 +12,10 @@ from camd.stills import StillsWriter
 from camd.timelapse import Timelapses
 from camd.users import Users
 from camd.variants import Variants
-from web import activity as activity_routes
-from web import api, auth, errors, headers, metrics, pages, stream, timelapse
-from web import stills as stills_routes
-from web.context import EXTENSION, Parts
+from camd.web import activity as activity_routes
+from camd.web import api, auth, errors, headers, metrics, pages, stream, timelapse
+from camd.web import stills as stills_routes
+from camd.web.context import EXTENSION, Parts
 
 
 def create_app(

@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, Response, abort, jsonify, request
 
 from camd.activity_monitor import ActivityMonitor
 from camd.stills_index import DAY_RE, day_of
-from web.context import current_parts
+from camd.web.context import current_parts
 
 bp = Blueprint("activity", __name__)
 

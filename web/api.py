@@ -9,8 +9,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from camd import __version__
-from web.context import current_parts
-from web.stills import status_view as stills_status
+from camd.web.context import current_parts
+from camd.web.stills import status_view as stills_status
 
 bp = Blueprint("api", __name__)
 

@@ -9,9 +9,9 @@ from flask import Flask, Response, request
 
 from camd.logsafe import clean, quoted
 from camd.users import Busy
-from web import throttle
-from web.context import current_parts
-from web.errors import error_response
+from camd.web import throttle
+from camd.web.context import current_parts
+from camd.web.errors import error_response
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import math
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from web.context import current_parts
+from camd.web.context import current_parts
 
 log = logging.getLogger(__name__)
 

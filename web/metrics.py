@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from camd import __version__
 from camd.hub import LIVE, OFFLINE, STARTING, WARMING_UP
 from camd.variants import Variants
-from web.context import EXTENSION, Parts
+from camd.web.context import EXTENSION, Parts
 
 bp = Blueprint("metrics", __name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 from camd.settings import format_duration
-from web.context import current_parts
+from camd.web.context import current_parts
 
 bp = Blueprint("pages", __name__)
 

@@ -24,9 +24,9 @@ from werkzeug.wsgi import wrap_file
 from camd.stills import NoPicture, StillError, StillsWriter
 from camd.stills import describe as plain
 from camd.stills_index import DAY_RE, STEM_RE, Still, StillIndex, parse
-from web.context import current_parts
-from web.errors import error_response
-from web.thumbs import ThumbnailCache, make_thumbnail
+from camd.web.context import current_parts
+from camd.web.errors import error_response
+from camd.web.thumbs import ThumbnailCache, make_thumbnail
 
 log = logging.getLogger(__name__)
 

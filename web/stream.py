@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from camd.http import CONTENT_TYPE, StreamBody
 from camd.variants import VariantError, VariantKey, Variants, parse_variant
-from web.context import current_parts
+from camd.web.context import current_parts
 
 bp = Blueprint("stream", __name__)
 

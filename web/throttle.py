@@ -264,6 +264,6 @@ def current() -> Throttle:
 
 
 def too_many(retry_after: int) -> Response:
-    from web.errors import error_response
+    from camd.web.errors import error_response
 
     return error_response(429, "Too many wrong passwords came from your address.", retry_after=retry_after)

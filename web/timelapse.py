@@ -14,9 +14,9 @@ from werkzeug.wsgi import wrap_file
 from camd.http.parts import BOUNDARY, CONTENT_TYPE, part
 from camd.stills_index import DAY_RE, Still
 from camd.timelapse import TimelapseError, Timelapses
-from web.context import current_parts
-from web.errors import error_response
-from web.stream import requested_fps
+from camd.web.context import current_parts
+from camd.web.errors import error_response
+from camd.web.stream import requested_fps
 
 bp = Blueprint("timelapse", __name__)
 

@@ -94,7 +94,7 @@ def stills(settings: Settings, hub: Hub) -> StillsWriter:
 @pytest.fixture
 def app(settings: Settings, hub: Hub, fanout: Fanout, users: Users, stills: StillsWriter) -> Flask:
     """The web app wired as camd/__main__.py wires it."""
-    from web import create_app
+    from camd.web import create_app
 
     app = create_app(settings, hub, fanout, users, stills)
     app.config.update(TESTING=True)

@@ -1,4 +1,4 @@
-"""web.api: /healthz in each camera state, and the fields of /api/status."""
+"""camd.web.api: /healthz in each camera state, and the fields of /api/status."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_healthz(
 def test_healthz_turns_offline_when_the_newest_live_frame_is_stale(
     settings: Settings, hub: Hub, fanout: Fanout, users: Users, live: Callable[..., Frame]
 ) -> None:
-    from web import create_app
+    from camd.web import create_app
 
     # Below stall_timeout's own floor (0.5 s) so that the test waits for it in a fraction of a second.
     client = create_app(dataclasses.replace(settings, stall_timeout=0.3), hub, fanout, users, None).test_client()
@@ -115,7 +115,7 @@ def test_status_counts_the_stills_and_their_disk_use(
 def test_status_says_nothing_of_stills_without_a_writer(
     settings: Settings, hub: Hub, fanout: Fanout, users: Users, auth: dict[str, str]
 ) -> None:
-    from web import create_app
+    from camd.web import create_app
 
     app: Flask = create_app(settings, hub, fanout, users, None)
     body = app.test_client().get("/api/status", headers=auth).get_json()

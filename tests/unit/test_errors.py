@@ -15,7 +15,7 @@ from camd.hub import Hub
 from camd.settings import load
 from camd.stills import StillsWriter
 from camd.users import Users, set_password
-from web import create_app, throttle
+from camd.web import create_app, throttle
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"}
 CURL = {"Accept": "*/*"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from web.headers import relative
+from camd.web.headers import relative
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""web.pages: the public landing page and the private live view."""
+"""camd.web.pages: the public landing page and the private live view."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_the_landing_page_is_public_and_links_to_the_live_view(client: FlaskClie
 def test_the_landing_page_shows_the_configured_title_and_text_escaped(
     make_settings: Callable[..., Settings], hub: Hub, fanout: Fanout, users: Users
 ) -> None:
-    from web import create_app
+    from camd.web import create_app
 
     settings = make_settings(title="Puppy <cam>", description="Watching Rex & friends")
     page = create_app(settings, hub, fanout, users, None).test_client().get("/").get_data(as_text=True)
@@ -35,7 +35,7 @@ def test_the_landing_page_shows_the_configured_title_and_text_escaped(
 
 
 def test_no_stills_link_without_a_stills_writer(settings: Settings, hub: Hub, fanout: Fanout, users: Users) -> None:
-    from web import create_app
+    from camd.web import create_app
 
     page = create_app(settings, hub, fanout, users, None).test_client().get("/").get_data(as_text=True)
     assert 'href="/live"' in page

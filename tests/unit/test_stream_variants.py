@@ -15,7 +15,7 @@ from camd.http import Fanout
 from camd.hub import Hub
 from camd.users import Users, set_password
 from camd.variants import Variants
-from web import create_app
+from camd.web import create_app
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:a password for the test").decode()}
 

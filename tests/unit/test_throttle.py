@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from web.throttle import ALLOWED_FAILURES, IN_FLIGHT_RETRY, MAX_ADDRESSES, OVERFLOW, Throttle
+from camd.web.throttle import ALLOWED_FAILURES, IN_FLIGHT_RETRY, MAX_ADDRESSES, OVERFLOW, Throttle
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""web.thumbs: small JPEGs of stills, and the cache that keeps them within a byte bound."""
+"""camd.web.thumbs: small JPEGs of stills, and the cache that keeps them within a byte bound."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from camd.settings import Settings
-from web.thumbs import THUMB_WIDTH, ThumbnailCache, make_thumbnail
+from camd.web.thumbs import THUMB_WIDTH, ThumbnailCache, make_thumbnail
 
 
 def jpeg_of(width: int, height: int) -> bytes:

@@ -29,7 +29,7 @@ from camd.variants import (
     reduction_for,
     snap_width,
 )
-from web.metrics import variant_metrics
+from camd.web.metrics import variant_metrics
 
 DEFAULT_QUALITY = 80
 
@@ -401,7 +401,7 @@ def test_counters_are_shared_with_the_hub_when_given() -> None:
 
 def test_api_status_and_metrics_read_the_variants_collaborator(tmp_path: Path) -> None:
     """As camd/__main__.py is to pass it: ``create_app(..., variants=Variants(hub.counters))``."""
-    from web import create_app
+    from camd.web import create_app
 
     config = tmp_path / "camd.toml"  # empty, so that a machine's /etc/camd/camd.toml plays no part
     config.write_text("")

@@ -1,4 +1,4 @@
-"""web.headers: every response, whatever the route or status, carries the security headers and no-store by default."""
+"""camd.web.headers: every response, whatever its route or status, has the security headers and no-store by default."""
 
 from __future__ import annotations
 
