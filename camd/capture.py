@@ -119,10 +119,15 @@ class NodeWatch:
 class Capture:
     """Owns the camera for the daemon's lifetime and feeds the hub."""
 
-    def __init__(self, settings: Settings, open_source: Callable[[], Source], hub: Hub) -> None:
+    def __init__(
+        self, settings: Settings, open_source: Callable[[], Source], hub: Hub, *,
+        backoff_first: float = BACKOFF_FIRST, tick: float = TICK,
+    ) -> None:  # fmt: skip
+        """``backoff_first`` and ``tick`` set the supervisor's pace; tests run it faster."""
         self.settings = settings
         self.open_source = open_source
         self.hub = hub
+        self.backoff_first, self.tick = backoff_first, tick
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards everything below that both threads touch, and publishing
         self._offline_since: float | None = None
@@ -180,7 +185,7 @@ class Capture:
                 if waited is None:
                     return
                 if waited == "returned":
-                    backoff = 0.0  # failures right after a replug start the backoff over, from 1 s
+                    backoff = 0.0  # failures right after a replug start the backoff over, from its first step
             source = self.open_source()
             node.follow(getattr(source, "device", None))
             opened = self._open(source, generation)
@@ -199,7 +204,7 @@ class Capture:
                     self._worker = None  # ended or given up on: no longer a thread the watchdog should ask after
                 why, went_live = watched, opened.went_live
             self._lost(why)
-            backoff = BACKOFF_FIRST if went_live or not backoff else min(backoff * 2, BACKOFF_MAX)
+            backoff = self.backoff_first if went_live or not backoff else min(backoff * 2, BACKOFF_MAX)
 
     def _open(self, source: Source, generation: int) -> Worker | str:
         """Open ``source`` and start a worker reading it; why not, when it fails."""
@@ -230,7 +235,7 @@ class Capture:
 
     def _watch(self, worker: Worker) -> str | None:
         """Keep the placeholder fresh and watch for a hung read until the worker ends; why it did (None: stopping)."""
-        while not self._stop.wait(TICK):
+        while not self._stop.wait(self.tick):
             if not worker.thread.is_alive():
                 return worker.lost or "the camera read ended"
             reading_since = worker.reading_since
@@ -260,7 +265,7 @@ class Capture:
             left = deadline - time.monotonic()
             if left <= 0:
                 return "elapsed"
-            if self._stop.wait(min(TICK, left)):
+            if self._stop.wait(min(self.tick, left)):
                 return None
             self._refresh_placeholder()
 

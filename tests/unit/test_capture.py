@@ -68,7 +68,8 @@ class Rig:
         self.wedged = threading.Event()
         self.opens: list[float] = []
         self.hub = Hub(80)
-        self.capture = Capture(settings, self.source, self.hub)
+        # The supervisor at four times its pace: backoff steps of 0.25, 0.5, 1, 2 s instead of 1, 2, 4, 8 s.
+        self.capture = Capture(settings, self.source, self.hub, backoff_first=0.25, tick=0.0625)
 
     def source(self) -> Plugged:
         self.opens.append(time.monotonic())
@@ -96,26 +97,26 @@ def test_a_replugged_camera_is_reopened_when_its_node_returns_not_at_the_next_ba
     wait_for(lambda: rig.hub.camera.state == LIVE, 10)
     rig.node.unlink()
     wait_for(lambda: rig.hub.camera.state == OFFLINE, 10)
-    time.sleep(3.5)  # failed reopens after 1 s and 2 s more: the backoff is now at its 4 s step
+    time.sleep(0.9)  # failed reopens after 0.25 s and 0.5 s more: the backoff is now at its 1 s step
     rig.node.touch()
     took = wait_for(lambda: rig.hub.camera.state == LIVE, 10)
-    assert took < 1.0, f"live {took:.2f}s after the node came back"
+    assert took < 0.5, f"live {took:.2f}s after the node came back"
 
 
-def test_failures_after_the_node_returns_back_off_again_from_1s(rig: Rig) -> None:
+def test_failures_after_the_node_returns_back_off_again_from_the_first_step(rig: Rig) -> None:
     wait_for(lambda: rig.hub.camera.state == LIVE, 10)
     rig.wedged.set()  # the node comes back, but the camera does not answer yet
     rig.node.unlink()
     wait_for(lambda: rig.hub.camera.state == OFFLINE, 10)
-    time.sleep(3.5)
+    time.sleep(0.9)
     before = len(rig.opens)
     rig.node.touch()
-    wait_for(lambda: len(rig.opens) > before, 1)  # reopened at once when the node returned
+    wait_for(lambda: len(rig.opens) > before, 0.25)  # reopened at once when the node returned
     returned = rig.opens[-1]
-    time.sleep(3.6)
-    # Then 1 s and 2 s apart again (not every 0.25 s, and not the 8 s step the backoff had reached).
-    gaps = [round(b - a, 1) for a, b in zip(rig.opens, rig.opens[1:], strict=False) if a >= returned]
-    assert len(gaps) == 2 and 0.9 <= gaps[0] <= 1.5 and 1.9 <= gaps[1] <= 2.6, gaps
+    time.sleep(0.9)
+    # Then 0.25 s and 0.5 s apart again (not every tick, and not the 2 s step the backoff had reached).
+    gaps = [round(b - a, 2) for a, b in zip(rig.opens, rig.opens[1:], strict=False) if a >= returned]
+    assert len(gaps) == 2 and 0.22 <= gaps[0] <= 0.4 and 0.47 <= gaps[1] <= 0.65, gaps
 
 
 # --- the warm-up, one read at a time -----------------------------------------------------------
