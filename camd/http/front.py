@@ -197,9 +197,10 @@ class HttpServer:
                 if not stop_by:
                     stop_by = now + STOP_GRACE
                     self._watch_listener(False)
-                    for idle in list(self._conns.values()):
-                        if idle.state in (PEEKING, HANDSHAKE, READING, LINGERING):
-                            self._close(idle)
+                # Each pass: a connection whose last response has just gone out is idle now, and done with.
+                for idle in list(self._conns.values()):
+                    if idle.state in (PEEKING, HANDSHAKE, READING, LINGERING):
+                        self._close(idle)
                 if not self._conns or now >= stop_by:
                     return
             for key, mask in self._selector.select(self._timeout(now)):
