@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -12,22 +11,21 @@ from flask.testing import FlaskClient
 
 from camd.http import Fanout
 from camd.hub import Hub
-from camd.settings import load
+from camd.settings import Settings
 from camd.stills import StillsWriter
-from camd.users import Users, set_password
+from camd.users import Users
 from camd.web import create_app, throttle
+from tests.unit.conftest import PASSWORD, USER
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"}
 CURL = {"Accept": "*/*"}
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:correct horse").decode()}
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    settings = load({"state_dir": str(tmp_path), "title": "Puppy cam"}, environ={})
-    set_password(settings.users_path, "admin", "correct horse")
-    hub = Hub(80)
-    application = create_app(settings, hub, Fanout(hub, 4), Users(settings.users_path), StillsWriter(settings, hub))
+def app(make_settings: Callable[..., Settings], hub: Hub, users: Users) -> Iterator[Flask]:
+    settings = make_settings(title="Puppy cam")
+    application = create_app(settings, hub, Fanout(hub, 4), users, StillsWriter(settings, hub))
 
     @application.get("/boom")
     def boom() -> str:

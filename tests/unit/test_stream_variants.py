@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from camd import settings as settings_module
 from camd.http import Fanout
 from camd.hub import Hub
-from camd.users import Users, set_password
+from camd.settings import Settings
+from camd.users import Users
 from camd.variants import Variants
 from camd.web import create_app
+from tests.unit.conftest import PASSWORD, USER
 
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:a password for the test").decode()}
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
 
 def picture(width: int, height: int) -> np.ndarray:
@@ -28,16 +28,9 @@ def picture(width: int, height: int) -> np.ndarray:
 
 
 @pytest.fixture
-def app_parts(tmp_path: Path) -> tuple[FlaskClient, Hub, Variants]:
-    config = tmp_path / "camd.toml"  # empty, so that a machine's /etc/camd/camd.toml plays no part
-    config.write_text("")
-    settings = settings_module.load({"state_dir": str(tmp_path), "source": "test"}, environ={}, config=config)
-    set_password(tmp_path / "users", "admin", "a password for the test")
-    hub = Hub(settings.jpeg_quality)
+def app_parts(settings: Settings, hub: Hub, users: Users) -> tuple[FlaskClient, Hub, Variants]:
     variants = Variants(hub.counters)
-    app = create_app(
-        settings, hub, Fanout(hub, 4, variants=variants), Users(tmp_path / "users"), None, variants=variants
-    )
+    app = create_app(settings, hub, Fanout(hub, 4, variants=variants), users, None, variants=variants)
     return app.test_client(), hub, variants
 
 

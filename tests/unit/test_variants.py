@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,12 +13,12 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from camd import settings as settings_module
 from camd.frames import Frame
 from camd.http import Fanout
 from camd.hub import Hub
+from camd.settings import Settings
 from camd.stats import Counters
-from camd.users import Users, set_password
+from camd.users import Users
 from camd.variants import (
     VariantError,
     VariantKey,
@@ -399,21 +397,17 @@ def test_counters_are_shared_with_the_hub_when_given() -> None:
     assert counters.get("jpeg_decodes") == 1
 
 
-def test_api_status_and_metrics_read_the_variants_collaborator(tmp_path: Path) -> None:
+def test_api_status_and_metrics_read_the_variants_collaborator(
+    settings: Settings, hub: Hub, users: Users, auth: dict[str, str]
+) -> None:
     """As camd/__main__.py is to pass it: ``create_app(..., variants=Variants(hub.counters))``."""
     from camd.web import create_app
 
-    config = tmp_path / "camd.toml"  # empty, so that a machine's /etc/camd/camd.toml plays no part
-    config.write_text("")
-    settings = settings_module.load({"state_dir": str(tmp_path), "source": "test"}, environ={}, config=config)
-    set_password(tmp_path / "users", "admin", "a password for the test")
-    hub = Hub(settings.jpeg_quality)
     variants = Variants(hub.counters)
-    app = create_app(settings, hub, Fanout(hub, 4), Users(tmp_path / "users"), None, variants=variants)
+    app = create_app(settings, hub, Fanout(hub, 4), users, None, variants=variants)
     key = parse_variant("500", "low", source_width=1280, default_quality=settings.jpeg_quality)
     variants.watch(key)
     made = variants.jpeg(pixel_frame(hub), key)
-    auth = {"Authorization": "Basic " + base64.b64encode(b"admin:a password for the test").decode()}
     client = app.test_client()
     status = client.get("/api/status", headers=auth).get_json()
     assert status["variants"]["served"] == [
