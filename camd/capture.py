@@ -275,7 +275,8 @@ class Capture:
             was_live = self.hub.camera.state == LIVE
             if self._offline_since is None:
                 self._offline_since = time.time()
-            self.hub.set_camera(state=OFFLINE, error=why)
+            # "Offline since" is since the camera was last live, not since the last failed warm-up.
+            self.hub.set_camera(state=OFFLINE, error=why, since=self._offline_since)
             if was_live:
                 self.hub.counters.incr("reconnects")
                 log.warning("camera lost: %s", why)

@@ -21,10 +21,11 @@ class Plugged:
 
     description = "plugged"
 
-    def __init__(self, node: Path, wedged: threading.Event) -> None:
+    def __init__(self, node: Path, wedged: threading.Event, broken: threading.Event) -> None:
         self.node = node
         self.device = str(node)
         self.wedged = wedged
+        self.broken = broken
         self.number = 0
 
     def open(self) -> SourceInfo:
@@ -36,8 +37,8 @@ class Plugged:
 
     def read(self) -> Captured | None:
         time.sleep(1 / 30)
-        if not self.node.exists():
-            return None  # ENODEV, as an unplugged camera answers
+        if not self.node.exists() or self.broken.is_set():
+            return None  # ENODEV, as an unplugged camera answers; or a camera that opens but gives no picture
         self.number += 1
         pixels = np.zeros((48, 64, 3), np.uint8)
         x = self.number % 48
@@ -66,6 +67,7 @@ class Rig:
     def __init__(self, settings: Settings, node: Path) -> None:
         self.node = node
         self.wedged = threading.Event()
+        self.broken = threading.Event()
         self.opens: list[float] = []
         self.hub = Hub(80)
         # The supervisor at four times its pace: backoff steps of 0.25, 0.5, 1, 2 s instead of 1, 2, 4, 8 s.
@@ -73,7 +75,7 @@ class Rig:
 
     def source(self) -> Plugged:
         self.opens.append(time.monotonic())
-        return Plugged(self.node, self.wedged)
+        return Plugged(self.node, self.wedged, self.broken)
 
 
 @pytest.fixture
@@ -117,6 +119,17 @@ def test_failures_after_the_node_returns_back_off_again_from_the_first_step(rig:
     # Then 0.25 s and 0.5 s apart again (not every tick, and not the 2 s step the backoff had reached).
     gaps = [round(b - a, 2) for a, b in zip(rig.opens, rig.opens[1:], strict=False) if a >= returned]
     assert len(gaps) == 2 and 0.22 <= gaps[0] <= 0.4 and 0.47 <= gaps[1] <= 0.65, gaps
+
+
+def test_offline_since_is_since_the_camera_was_last_live_not_since_the_last_failed_warm_up(rig: Rig) -> None:
+    wait_for(lambda: rig.hub.camera.state == LIVE, 10)
+    rig.broken.set()  # it opens, then gives no picture: offline, warming up, offline, ...
+    wait_for(lambda: rig.hub.camera.state == OFFLINE, 10)
+    lost_at = rig.hub.camera.since
+    cycles = len(rig.opens)
+    wait_for(lambda: len(rig.opens) >= cycles + 2, 10)  # two more opens, each warming up and failing
+    wait_for(lambda: rig.hub.camera.state == OFFLINE, 10)
+    assert rig.hub.camera.since == lost_at
 
 
 # --- the warm-up, one read at a time -----------------------------------------------------------
@@ -176,7 +189,7 @@ def test_a_hung_read_is_given_up_on_and_a_new_worker_takes_over(settings: Settin
     sources: list[Hanging] = []
 
     def source() -> Hanging:
-        sources.append(Hanging(node, threading.Event()))
+        sources.append(Hanging(node, threading.Event(), threading.Event()))
         return sources[-1]
 
     capture = Capture(settings, source, hub)
