@@ -42,7 +42,7 @@ def test_a_network_camera_goes_live_and_its_password_shows_nowhere(daemon_factor
     assert f"http://***@127.0.0.1:{camera.port}/stream.mjpg" in viewer.log  # said, with the secret hidden
 
 
-@pytest.mark.parametrize("where", ["a wrong password", "nothing listening"])
+@pytest.mark.parametrize("where", ["a wrong password", "nothing listening", "rtsp, nothing listening"])
 def test_a_refused_or_missing_network_camera_stays_offline_without_showing_its_password(
     daemon_factory: Callable[..., Daemon], where: str
 ) -> None:
@@ -52,7 +52,8 @@ def test_a_refused_or_missing_network_camera_stays_offline_without_showing_its_p
         port = camera.port
     else:
         port = 9  # discard: nothing listens on loopback
-    url = f"http://{USER}:{wrong}@127.0.0.1:{port}/stream.mjpg"
+    scheme = "rtsp" if where.startswith("rtsp") else "http"
+    url = f"{scheme}://{USER}:{wrong}@127.0.0.1:{port}/stream.mjpg"
     viewer = daemon_factory("--source", url, *FAST_WARMUP, wait_healthy=False)
 
     viewer.wait_for_log(r"cannot open", 30)
