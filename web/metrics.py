@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from camd import __version__
 from camd.hub import LIVE, OFFLINE, STARTING, WARMING_UP
-from camd.variants import Variants
+from camd.variants import VariantKey, Variants
 from camd.web.context import EXTENSION, Parts
 
 bp = Blueprint("metrics", __name__)
@@ -113,24 +113,14 @@ def variant_metrics(variants: Variants) -> Iterator[Metric]:
     for key, count in sorted(variants.viewers().items(), key=lambda item: (item[0].label, item[0].quality)):
         viewers.add_metric([key.label, str(key.quality)], count)
     yield viewers
-    encodes = CounterMetricFamily("camd_variant_encodes", "JPEG encodes made for each picture variant", labels=labels)
-    size = CounterMetricFamily("camd_variant_bytes", "Bytes of the JPEGs made for each picture variant", labels=labels)
-    for key, (count, total) in variants.counts().items():
-        encodes.add_metric([key.label, str(key.quality)], count)
-        size.add_metric([key.label, str(key.quality)], total)
-    yield encodes
-    yield size
-    frames = CounterMetricFamily(
-        "camd_variant_stream_frames_sent", "Frames sent to stream viewers of each picture variant", labels=labels
-    )
-    sent = CounterMetricFamily(
-        "camd_variant_stream_bytes_sent", "Bytes sent to stream viewers of each picture variant", labels=labels
-    )
-    for key, (count, total) in variants.sent().items():
-        frames.add_metric([key.label, str(key.quality)], count)
-        sent.add_metric([key.label, str(key.quality)], total)
-    yield frames
-    yield sent
+    yield from _counted_and_bytes(
+        variants.counts(), ("camd_variant_encodes", "JPEG encodes made for each picture variant"),
+        ("camd_variant_bytes", "Bytes of the JPEGs made for each picture variant"),
+    )  # fmt: skip
+    yield from _counted_and_bytes(
+        variants.sent(), ("camd_variant_stream_frames_sent", "Frames sent to stream viewers of each picture variant"),
+        ("camd_variant_stream_bytes_sent", "Bytes sent to stream viewers of each picture variant"),
+    )  # fmt: skip
     decodes = CounterMetricFamily(
         "camd_variant_decodes", "JPEG decodes done for picture variants, by reduced-size factor", labels=["scale"]
     )
@@ -156,3 +146,17 @@ def init_app(app: Flask) -> None:
 def metrics() -> Response:
     registry: CollectorRegistry = current_app.extensions["camd.metrics"]
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _counted_and_bytes(
+    totals: dict[VariantKey, tuple[int, int]], counted: tuple[str, str], sized: tuple[str, str]
+) -> Iterator[Metric]:
+    """Two counters per variant from its (count, bytes) totals."""
+    labels = ["width", "quality"]
+    count_family = CounterMetricFamily(*counted, labels=labels)
+    bytes_family = CounterMetricFamily(*sized, labels=labels)
+    for key, (count, total) in totals.items():
+        count_family.add_metric([key.label, str(key.quality)], count)
+        bytes_family.add_metric([key.label, str(key.quality)], total)
+    yield count_family
+    yield bytes_family
