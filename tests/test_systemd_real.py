@@ -3,7 +3,8 @@
 The root file system (debootstrap --variant=minbase, about 300 MB) and a folder of
 wheels (the container has no network) are built once and cached under
 ``$CAMD_TEST_CACHE`` (default /var/cache/camd-tests), each in a directory named
-for what went into it, renamed into place only when complete. Each machine boots
+for what went into it, renamed into place only when complete (entries no run has
+used for a week are removed when a new one is built). Each machine boots
 from a fresh copy of it. systemd-nspawn runs in a cgroup made for it (with
 --keep-unit it puts the container's cgroups under its own), and commands run
 inside through ``nsenter`` (no machined here, so no machinectl or systemctl -M).
@@ -80,8 +81,10 @@ def cached(kind: str, key: str, build: Callable[[Path], None]) -> Path:
     so an interrupted build is never used."""
     final = CACHE / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if final.is_dir():
+        os.utime(final)  # its mtime says when it was last used
         return final
     CACHE.mkdir(parents=True, exist_ok=True)
+    prune_cache(kind)
     partial = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=CACHE))
     partial.chmod(0o755)  # it becomes the container's / (mkdtemp makes it 0700)
     try:
@@ -97,6 +100,15 @@ def cached(kind: str, key: str, build: Callable[[Path], None]) -> Path:
         if partial.exists():
             shutil.rmtree(partial)
     return final
+
+
+def prune_cache(kind: str, unused_for: float = 7 * 86400) -> None:
+    """Drop the entries of ``kind`` that no run has used for a week (older requirements, another suite):
+    a run that still wants one would have touched it, so nothing in use goes."""
+    for entry in CACHE.glob(f"{kind}-*"):
+        if entry.is_dir() and time.time() - entry.stat().st_mtime > unused_for:
+            print(f"removing {entry}, unused for {(time.time() - entry.stat().st_mtime) / 86400:.0f} days")
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def debootstrap(target: Path) -> None:
