@@ -42,6 +42,9 @@ def setup_logging(level: str = "info") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all, before any thread exists: numpy's OpenBLAS starts threads as it loads (checking the
+    # settings may load it), and a thread that took an arena of its own keeps it whatever the limit says later.
+    limit_malloc_arenas()
     setup_logging()
     args = cli.parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -108,7 +111,6 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     from camd.web import create_app
 
     setup_logging(settings.log_level)
-    limit_malloc_arenas()
     with contextlib.ExitStack() as stack:  # each part pushes its stop as it starts: stops run in reverse
         # The port first: a busy one is a usage error, before any file or the camera is touched.
         listener, tls_context = _listen(settings)
