@@ -12,8 +12,10 @@ at most a few times per frame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -22,13 +24,33 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 Colour = tuple[int, int, int]
 Line = tuple[str, tuple[int, int]]  # the text and the left end of its baseline
+T = TypeVar("T")
 
-_drawer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text")  # its thread starts at the first call
+_lock = threading.Lock()
+_drawer: ThreadPoolExecutor | None = None
+
+
+def _on_drawing_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    global _drawer
+    with _lock:
+        if _drawer is None:
+            _drawer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text")
+        future = _drawer.submit(function, *args, **kwargs)
+    return future.result()
+
+
+def stop() -> None:
+    """End the drawing thread once whatever was asked of it is drawn (the daemon stops); a later call starts one."""
+    global _drawer
+    with _lock:
+        drawer, _drawer = _drawer, None
+    if drawer is not None:
+        drawer.shutdown(wait=True)
 
 
 def text_size(text: str, scale: float, thickness: int) -> tuple[int, int, int]:
     """Width, height above the baseline and depth below it, in pixels, of ``text`` at ``scale``."""
-    (width, height), baseline = _drawer.submit(cv2.getTextSize, text, FONT, scale, thickness).result()
+    (width, height), baseline = _on_drawing_thread(cv2.getTextSize, text, FONT, scale, thickness)
     return width, height, baseline
 
 
@@ -37,7 +59,7 @@ def put_text(
     outline: Colour | None = None,
 ) -> None:  # fmt: skip
     """Draw each line on ``image`` in place; with ``outline``, over a stroke two pixels wider in that colour."""
-    _drawer.submit(_draw, image, lines, scale, colour, thickness=thickness, outline=outline).result()
+    _on_drawing_thread(_draw, image, lines, scale, colour, thickness=thickness, outline=outline)
 
 
 def _draw(

@@ -17,7 +17,7 @@ import pytest
 from camd.frames import render_text_frame
 from camd.sources import TestPatternSource
 from camd.stills import draw_banner
-from camd.text import put_text, text_size
+from camd.text import put_text, stop, text_size
 
 MB = 1 << 20
 
@@ -85,3 +85,15 @@ def test_threads_that_draw_text_share_one_copy_of_the_fonts() -> None:
             thread.join(10)
     # One copy per thread was about 6 MB each, 36 MB here.
     assert grown < 3 * MB, f"the C heap grew by {grown / MB:.1f} MB for six threads that drew text"
+
+
+def test_stop_ends_the_drawing_thread_and_a_later_call_starts_another() -> None:
+    def drawing() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name.startswith("text_")]
+
+    assert text_size("camd", 1.0, 1)[0] > 0
+    assert len(drawing()) == 1
+    stop()
+    assert drawing() == []
+    assert text_size("camd", 1.0, 1)[0] > 0
+    assert len(drawing()) == 1
