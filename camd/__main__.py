@@ -42,6 +42,9 @@ def setup_logging(level: str = "info") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First of all, before any thread exists: numpy's OpenBLAS starts threads as it loads (checking the
+    # settings may load it), and a thread that took an arena of its own keeps it whatever the limit says later.
+    limit_malloc_arenas()
     setup_logging()
     args = cli.parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -94,7 +97,7 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     """The daemon: runs until SIGTERM or SIGINT, then stops within a few seconds; SIGHUP re-reads."""
     # Imported here, not at the top: cv2, numpy and flask take about 0.6 s to import, which
     # `camd passwd` and `--help` do not need (0.3 s with these here, 0.9 s with them at the top).
-    from camd import http
+    from camd import http, text
     from camd.activity_log import ActivityLog
     from camd.activity_monitor import ActivityMonitor
     from camd.capture import Capture
@@ -108,8 +111,8 @@ def run(settings: Settings, reload_settings: Callable[[], Settings] | None = Non
     from camd.web import create_app
 
     setup_logging(settings.log_level)
-    limit_malloc_arenas()
     with contextlib.ExitStack() as stack:  # each part pushes its stop as it starts: stops run in reverse
+        stack.callback(text.stop)  # the one thread that draws text for every part (camd.text), ended after them
         # The port first: a busy one is a usage error, before any file or the camera is touched.
         listener, tls_context = _listen(settings)
         stack.callback(listener.close)  # the server closes it too; this covers a failed start before it

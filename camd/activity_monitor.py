@@ -154,9 +154,11 @@ class ActivityMonitor:
             if active:
                 self.last_active = when
             started, ended = self.events.feed(when, Sample(level, active))
-            if ended is not None:
-                self._finishing = ended
             peak_frame = self._peak_frame
+            if ended is not None:
+                # Its still is made from peak_frame below; between events no frame is held (a full-size
+                # picture, for as long as the scene stays quiet).
+                self._finishing, self._peak_frame = ended, None
             current = self.events.current
             if current is not None and current.peak_time == when:
                 self._peak_frame = frame

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from camd.stats import Counters
+from camd.text import put_text, text_size
 
 
 class Frame:
@@ -104,13 +105,13 @@ def render_text_frame(width: int, height: int, lines: list[str]) -> np.ndarray:
     image = np.full((height, width, 3), 32, np.uint8)
     scale = max(0.4, min(width, height) / 480)
     thickness = max(1, round(scale * 2))
-    font = cv2.FONT_HERSHEY_SIMPLEX
     line_height = int(40 * scale)
     top = height // 2 - line_height * (len(lines) - 1) // 2
+    placed = []
     for index, line in enumerate(lines):
-        (text_width, _), _ = cv2.getTextSize(line, font, scale, thickness)
-        origin = (max(4, (width - text_width) // 2), top + index * line_height)
-        cv2.putText(image, line, origin, font, scale, (220, 220, 220), thickness, cv2.LINE_AA)
+        text_width, _, _ = text_size(line, scale, thickness)
+        placed.append((line, (max(4, (width - text_width) // 2), top + index * line_height)))
+    put_text(image, placed, scale, (220, 220, 220), thickness=thickness)
     # A thin bar so the frame is never one flat colour, even with no text.
     cv2.rectangle(image, (0, height - 6), (width - 1, height - 1), (0, 0, 160), -1)
     return image

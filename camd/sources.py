@@ -21,6 +21,7 @@ import numpy as np
 from camd import controls, v4l2
 from camd.redact import redact_url
 from camd.settings import Settings, SettingsError
+from camd.text import put_text
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +135,8 @@ class TestPatternSource:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
         stamp += f".{int((when % 1) * 1000):03d}"
         lines = (self.label, f"frame {number}", stamp)
-        for index, text in enumerate(lines):
-            origin = (int(12 * scale), int((index + 1) * 34 * scale))
-            cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                        thickness + 2, cv2.LINE_AA)  # fmt: skip
-            cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                        thickness, cv2.LINE_AA)  # fmt: skip
+        placed = [(text, (int(12 * scale), int((index + 1) * 34 * scale))) for index, text in enumerate(lines)]
+        put_text(image, placed, scale, (255, 255, 255), thickness=thickness, outline=(0, 0, 0))
         return image
 
     def read(self) -> Captured:

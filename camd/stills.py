@@ -41,6 +41,7 @@ from camd.stills_index import (
     stamp_time,
     with_suffix,
 )
+from camd.text import put_text, text_size
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,12 @@ def draw_banner(pixels: np.ndarray, when: float, title: str = "") -> np.ndarray:
     text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
     if title and title.isascii() and title.isprintable():
         text = f"{text}  {title}"
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    (_, text_height), baseline = cv2.getTextSize(text, font, scale, thickness)
+    _, text_height, baseline = text_size(text, scale, thickness)
     strip = min(height, text_height + baseline + int(12 * scale) + 4)
     band = image[height - strip :]
     band[:] = (band.astype(np.uint16) * 2 // 7).astype(np.uint8)  # darken, keep a hint of the picture
     origin = (int(8 * scale) + 2, height - baseline - int(6 * scale) - 1)
-    cv2.putText(image, text, origin, font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    put_text(image, [(text, origin)], scale, (255, 255, 255), thickness=thickness)
     return image
 
 

@@ -2,11 +2,12 @@
 
 Viewers connect and drop at random (some mid-part), snapshots, the gallery,
 thumbnails, zips and the API are hit, stills are taken on a 2 s grid and on
-demand, bad logins and stalled half-requests come from elsewhere, and the camera
-is lost in the middle. At the end open file descriptors, threads and RSS are
-within 10% of the baseline (taken after a minute of the same load, once the
-working set is in; the fresh-start figures are printed too), every still on disk
-decodes, and no request got an unexpected 5xx.
+demand, the activity monitor (on, as by default) scores the moving pattern and
+takes event stills, bad logins and stalled half-requests come from elsewhere,
+and the camera is lost in the middle. At the end open file descriptors, threads
+and RSS are within 10% of the baseline (taken after a minute of the same load,
+once the working set is in; the fresh-start figures are printed too), every
+still on disk decodes, and no request got an unexpected 5xx.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def soak_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
     control = state / "fault"
     set_mode(control, "ok")
     args = ("--source", "test", "--width", "640", "--height", "480", "--fps", "15", "--stall-timeout", "1",
-            "--stills-interval", "2s", "--no-activity", *FAST_WARMUP)  # fmt: skip
+            "--stills-interval", "2s", *FAST_WARMUP)  # fmt: skip
     daemon = Daemon(state, args, {ENV: str(control)}, "tests.faults").start()
     yield daemon, control
     daemon.stop()

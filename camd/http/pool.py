@@ -35,8 +35,9 @@ class Pool:
 
     A FIFO of idle workers would hand successive jobs to every thread in turn, and each
     thread would end up holding the memory native code keeps per thread it ever ran on
-    (OpenCV's text drawing alone keeps megabytes per thread). Waking the worker that went
-    idle last keeps the set of threads that ever did work as small as the load.
+    (caches of the C allocator and of native libraries; OpenCV's text drawing kept megabytes
+    per thread before camd.text gave it one thread). Waking the worker that went idle last
+    keeps the set of threads that ever did work as small as the load.
     """
 
     def __init__(self, workers: int = WORKERS, max_queued: int = MAX_QUEUED, name: str = "http-worker") -> None:

@@ -252,3 +252,55 @@ def test_the_monitor_shows_the_event_going_on_logs_its_end_and_a_new_process_rea
     assert again.day(day, now + 2)["events"] == ended
     assert again.day(day, now + 2)["levels"][minute] == 0.3
     assert again.last_active == round(now + 0.2, 3)
+
+
+def test_analysed_frames_leave_no_memory_behind_and_no_frame_between_events(tmp_path: Path) -> None:
+    """Cycles of activity and quiet through the monitor: its Python memory stays flat, and once an event
+    has ended no frame of it is held (before, its peak frame stayed until the next event: hours, at full size)."""
+    import gc
+    import tracemalloc
+    import weakref
+
+    from camd.activity_monitor import ActivityMonitor
+    from camd.hub import LIVE, Hub
+
+    settings = load({"state_dir": str(tmp_path), "activity_quiet": "1s", "activity_rate": "5"}, environ={})
+    hub = Hub(80)
+    hub.set_camera(state=LIVE, width=320, height=240, fps=5.0)
+    monitor = ActivityMonitor(settings, hub, ActivityLog(tmp_path / "activity"))
+    background = np.random.default_rng(3).integers(0, 256, (240, 320, 3), np.uint8)
+    published: list[weakref.ref[np.ndarray]] = []
+    start = time.time()
+    count = 0
+
+    def cycle() -> None:
+        """Four seconds of a box moving across, then four quiet ones (the event ends after one)."""
+        nonlocal count
+        for step in range(40):
+            pixels = background.copy()
+            if step < 20:
+                x = 20 + step * 12
+                pixels[90:150, x : x + 40] = 255
+            published.append(weakref.ref(pixels))
+            hub.publish(pixels=pixels, timestamp=start + count * 0.2)
+            count += 1
+            monitor._step()
+
+    tracemalloc.start()
+    try:
+        cycle()
+        cycle()  # the detector's arrays, the log's file and the counters are in
+        gc.collect()
+        settled = tracemalloc.get_traced_memory()[0]
+        for _ in range(8):
+            cycle()
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - settled
+    finally:
+        tracemalloc.stop()
+    assert hub.counters.get("activity_events") == 10 and monitor.events.current is None
+    assert grown < 64 * 1024, f"{grown} bytes more after 320 frames (one frame is {background.nbytes})"
+    latest = hub.latest_live
+    assert latest is not None
+    alive = [ref for ref in published if ref() is not None]
+    assert [ref() is latest.pixels() for ref in alive] == [True]  # only the hub's newest frame
