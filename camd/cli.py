@@ -188,7 +188,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     spec = settings.source.strip()
     if spec == "auto" or spec.isdigit() or spec.startswith("/dev/"):
-        paths = v4l2.devices() if spec == "auto" else [f"/dev/video{spec}" if spec.isdigit() else spec]
+        paths = v4l2.devices() if spec == "auto" else [v4l2.node_path(spec)]
         found = [path for path in paths if _describe_device(path)]
         if not found:
             tried = f"tried {', '.join(paths)}" if paths else "no /dev/video* device"

@@ -274,7 +274,7 @@ class V4L2Source(OpenCVSource):
     def __init__(self, device: str, settings: Settings, passthrough: str | None = None) -> None:
         super().__init__(settings.passthrough if passthrough is None else passthrough)
         self.node = device
-        self.device = f"/dev/video{device}" if device.isdigit() else device
+        self.device: str = v4l2.node_path(device)
         self.description = device
         self.settings = settings
 
@@ -299,20 +299,16 @@ class V4L2Source(OpenCVSource):
             asked = f"{self.settings.width}x{self.settings.height}"
             message = f"{self.description} has no {asked}; it gives {width}x{height} (camd probe lists its sizes)"
             camera_controls.warn_once("size", message, log)
-        camera_controls.apply(self.node_path, cap)
+        camera_controls.apply(self.device, cap)
         return cap
 
     def _why_not_opened(self) -> str:
-        path = self.node_path
+        path = self.device
         if not os.path.exists(path):
             return f"{path}: no such device (unplugged?)"
         if v4l2.busy(path):
             return f"{path} is busy: another program (or a hung read) holds it; fuser -v {path} shows which"
         return f"cannot open {path}"
-
-    @property
-    def node_path(self) -> str:
-        return f"/dev/video{self.node}" if self.node.isdigit() else self.node
 
     def _raw_mode(self, cap: cv2.VideoCapture) -> bool:
         # The V4L2 backend hands out the driver's MJPG buffer as-is without RGB conversion.

@@ -209,6 +209,11 @@ _KINDS = {CTRL_TYPE_INTEGER: "int", CTRL_TYPE_BOOLEAN: "bool", CTRL_TYPE_MENU: "
           CTRL_TYPE_BUTTON: "button", CTRL_TYPE_INTEGER_MENU: "intmenu"}  # fmt: skip
 
 
+def node_path(spec: str) -> str:
+    """The device node a ``source`` names: ``/dev/videoN`` for ``N``, else the path as given."""
+    return f"/dev/video{spec}" if spec.isdigit() else spec
+
+
 def devices() -> list[str]:
     """The V4L2 nodes on this machine, /dev/video0 first."""
     return sorted(glob.glob("/dev/video[0-9]*"), key=lambda p: int(re.sub(r"\D", "", p) or 0))
@@ -257,7 +262,11 @@ def node_caps(cap: Capability) -> int:
 def is_capture_node(path: str) -> tuple[bool, str]:
     """Whether ``path`` is a video capture node, and what it is in words; OSError when it cannot be asked."""
     with opened(path) as fd:
-        caps = node_caps(capability(fd))
+        return _kind(node_caps(capability(fd)))
+
+
+def _kind(caps: int) -> tuple[bool, str]:
+    """Whether a node with these capabilities captures video, and what it is in words."""
     if caps & CAP_VIDEO_CAPTURE:
         return True, "video capture"
     if caps & CAP_META_CAPTURE:
@@ -361,9 +370,7 @@ def describe(path: str) -> DeviceInfo:
     """Everything ``camd probe`` shows about one node; OSError when it cannot be opened or asked."""
     with opened(path) as fd:
         cap = capability(fd)
-        caps = node_caps(cap)
-        capture = bool(caps & CAP_VIDEO_CAPTURE)
-        kinds = "video capture" if capture else "metadata only" if caps & CAP_META_CAPTURE else "not a capture device"
+        capture, kinds = _kind(node_caps(cap))
         return DeviceInfo(
             path=path, driver=_text(cap.driver), card=_text(cap.card), bus=_text(cap.bus_info), capture=capture,
             kinds=kinds, formats=formats(fd) if capture else (), controls=controls(fd) if capture else (),
