@@ -341,21 +341,16 @@ class StillsWriter:
         """
         wait = min(MAX_FRESH_WAIT, self.settings.stills_interval / 2 or MAX_FRESH_WAIT)
         frame = self.fresh_frame(wait, not_before=slot or 0.0)
-        jpeg = encode_still(frame, self.settings.stills_quality, self.settings.stills_banner, self.settings.title)
-        when = slot if slot is not None else frame.timestamp
-        with self._save_lock:
-            still = self._save(jpeg, when)
-            self._prune()
-        return still
+        return self.take_frame(frame, named=slot)
 
-    def take_frame(self, frame: Frame) -> Still:
-        """Save ``frame`` (an activity event's peak) as a still named after its own capture time.
+    def take_frame(self, frame: Frame, named: float | None = None) -> Still:
+        """Save ``frame`` (an activity event's peak, say) as a still named after ``named``, else its capture time.
 
         Raises NoPicture when it does not decode, StillError when the disk refuses it.
         """
         jpeg = encode_still(frame, self.settings.stills_quality, self.settings.stills_banner, self.settings.title)
         with self._save_lock:
-            still = self._save(jpeg, frame.timestamp)
+            still = self._save(jpeg, frame.timestamp if named is None else named)
             self._prune()
         return still
 
