@@ -141,8 +141,7 @@ class Detector:
             self._keep = keep = self._mask_for(small.shape)
             self._area = int(np.count_nonzero(keep))
             self._mask_u8 = None if self._area == keep.size else keep.astype(np.uint8) * 255
-        mask = self._mask_u8
-        self._previous_mean = cv2.mean(small, mask=mask)[0] if mask is not None else cv2.mean(small)[0]
+        self._previous_mean = cv2.mean(small, mask=self._mask_u8)[0]  # mask=None: the whole picture
         self._learning = LEARN_SAMPLES
 
     def _mask_for(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -167,7 +166,7 @@ class Detector:
             self._previous = current
             return Sample(0.0, False)
         # Whole-picture brightness changes (clouds, dusk, flicker, auto exposure) scale every pixel alike.
-        now = cv2.mean(small, mask=self._mask_u8)[0] if self._mask_u8 is not None else cv2.mean(small)[0]
+        now = cv2.mean(small, mask=self._mask_u8)[0]
         gain = (self._previous_mean + 1.0) / (now + 1.0)
         current_matched = current * gain if GAIN_LIMITS[0] <= gain <= GAIN_LIMITS[1] else current
         difference: np.ndarray = np.asarray(cv2.absdiff(current_matched, previous), np.float32)

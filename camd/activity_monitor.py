@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from camd.activity import Detector, Event, Events, parse_mask, small_grey
+from camd.activity import Detector, Event, Events, Sample, parse_mask, small_grey
 from camd.activity_log import ActivityLog, day_minutes, day_start
 from camd.frames import Frame
 from camd.hub import LIVE, Hub
@@ -142,18 +142,16 @@ class ActivityMonitor:
         sample = self.detector.feed(small)
         self.seconds += time.perf_counter() - started
         self.samples += 1
-        self.observe(frame, frame.timestamp, sample.level, sample.active)
+        self.observe(frame, frame.timestamp, sample)
 
-    def observe(self, frame: Frame | None, when: float, level: float, active: bool) -> None:
+    def observe(self, frame: Frame | None, when: float, sample: Sample) -> None:
         """Account one scored picture: minute level, events, event stills."""
-        from camd.activity import Sample
-
         with self._lock:
-            self.level = level
-            self._add_to_minute(when, level)
-            if active:
+            self.level = sample.level
+            self._add_to_minute(when, sample.level)
+            if sample.active:
                 self.last_active = when
-            started, ended = self.events.feed(when, Sample(level, active))
+            started, ended = self.events.feed(when, sample)
             peak_frame = self._peak_frame
             if ended is not None:
                 # Its still is made from peak_frame below; between events no frame is held (a full-size
@@ -167,7 +165,7 @@ class ActivityMonitor:
         if started is not None:
             self.hub.counters.incr("activity_events")
             self.log.append({"kind": "start", "start": round(started.start, 3)}, started.start)
-            log.info("activity: an event started (%.1f%% of the picture changed)", level * 100)
+            log.info("activity: an event started (%.1f%% of the picture changed)", sample.level * 100)
 
     def _interrupted(self) -> None:
         """The camera went away or stalled: an event going on ends, the scene is learnt afresh."""

@@ -234,14 +234,14 @@ def test_the_monitor_shows_the_event_going_on_logs_its_end_and_a_new_process_rea
     monitor = ActivityMonitor(settings, hub, ActivityLog(tmp_path / "activity"))
     now = time.time()
     day = day_of(now)
-    monitor.observe(None, now, 0.1, True)
+    monitor.observe(None, now, Sample(0.1, True))
     going = monitor.day(day, now)
     expected = {"start": round(now, 3), "end": None, "peak": 0.1, "peak_time": round(now, 3), "still": None}
     assert going["events"] == [expected]
     minute = int((now - day_start(day)) // 60)
     assert len(going["levels"]) == minute + 1 and going["levels"][minute] == 0.1
-    monitor.observe(None, now + 0.2, 0.3, True)
-    monitor.observe(None, now + 1.5, 0.0, False)
+    monitor.observe(None, now + 0.2, Sample(0.3, True))
+    monitor.observe(None, now + 1.5, Sample(0.0, False))
     ended = monitor.day(day, now + 1.5)["events"]
     assert [(e["end"], e["peak"], e["peak_time"]) for e in ended] == [(round(now + 0.2, 3), 0.3, round(now + 0.2, 3))]
     assert hub.counters.get("activity_events") == 1 and monitor.last_active == now + 0.2
