@@ -111,6 +111,11 @@ def target_width(key: VariantKey, frame_width: int) -> int:
     return frame_width if key.width is None else min(key.width, frame_width)
 
 
+def is_own(key: VariantKey | None, frame: Frame) -> bool:
+    """Whether this variant of ``frame`` is the frame's own JPEG (nothing to make); None is the full stream."""
+    return key is None or (target_width(key, frame.width) >= frame.width and key.quality >= frame.quality)
+
+
 def reduction_for(source_width: int, width: int) -> int:
     """The largest libjpeg reduction (8, 4, 2 or 1) whose output is still at least ``width`` wide."""
     for factor in REDUCED_FLAGS:
@@ -183,9 +188,9 @@ class Variants:
 
     def jpeg(self, frame: Frame, key: VariantKey) -> bytes:
         """The frame as this variant, made on the first request and shared by every later one."""
-        width = target_width(key, frame.width)
-        if width >= frame.width and key.quality >= frame.quality:
+        if is_own(key, frame):
             return frame.jpeg()
+        width = target_width(key, frame.width)
         work = self._work_for(frame)
         with work.key_lock(key):
             made = work.made.get(key)
@@ -234,11 +239,7 @@ class Variants:
             # Decode for the widest variant anyone watches, so that the next variant needs no decode of its own.
             with self._lock:
                 # Viewers of the frame's own bytes need no decode: they do not widen it.
-                watched = [
-                    target_width(key, frame.width)
-                    for key in self._watchers
-                    if target_width(key, frame.width) < frame.width or key.quality < frame.quality
-                ]
+                watched = [target_width(key, frame.width) for key in self._watchers if not is_own(key, frame)]
             widest = max([width, *watched])
             factor = reduction_for(frame.width, widest)
             decoded: np.ndarray | None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from camd.frames import Frame
 from camd.http import parts
 from camd.hub import Hub
-from camd.variants import VariantKey, Variants
+from camd.variants import VariantKey, Variants, is_own
 
 log = logging.getLogger(__name__)
 
@@ -239,17 +239,12 @@ class Fanout:
                 for viewer in list(self._viewers.values()):
                     if viewer.buffer is not None:
                         continue
-                    if self._is_own(viewer.key, frame):
+                    if is_own(viewer.key, frame):
                         self._offer(viewer, frame, now)
                     else:
                         later.append(viewer)
                 for viewer in later:
                     self._offer(viewer, frame, time.monotonic())
-
-    @staticmethod
-    def _is_own(key: VariantKey | None, frame: Frame) -> bool:
-        """Whether this variant of ``frame`` is the frame's own JPEG (nothing to make)."""
-        return key is None or ((key.width is None or key.width >= frame.width) and key.quality >= frame.quality)
 
     def _add(self, viewer: Viewer) -> None:
         try:
@@ -281,7 +276,7 @@ class Fanout:
         if frame is not self._parts_of:
             self._parts_of = frame
             self._parts = {}
-        if self._is_own(key, frame):
+        if is_own(key, frame):
             key = None  # one shared part for every viewer of the frame's own bytes, whatever they asked
         data = self._parts.get((key, chunked))
         if data is None:
