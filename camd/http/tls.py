@@ -7,6 +7,8 @@ from pathlib import Path
 
 import h11
 
+from camd.http.wsgi import plain_response
+
 TLS_HANDSHAKE = 0x16  # the first byte of every TLS record that opens a connection
 
 
@@ -37,18 +39,5 @@ def looks_like_tls(first: bytes) -> bool:
 
 def plain_http_answer() -> bytes:
     """A short, readable 400 for a client that spoke plain HTTP to the TLS port."""
-    text = b"This port speaks https: use an https:// URL.\n"
-    conn = h11.Connection(h11.SERVER)
-    headers = [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", str(len(text))),
-        ("Connection", "close"),
-        ("Server", "camd"),
-    ]
-    return b"".join(
-        (
-            conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")) or b"",
-            conn.send(h11.Data(data=text)) or b"",
-            conn.send(h11.EndOfMessage()) or b"",
-        )
-    )
+    text = "This port speaks https: use an https:// URL.\n"
+    return plain_response(h11.Connection(h11.SERVER), 400, "Bad Request", text)
