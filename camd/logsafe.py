@@ -3,7 +3,7 @@
 A request path, a user name or a header value goes into the log through
 ``clean`` (or ``quoted``, for a value in quotes), so that ``%0a`` in a path or a
 newline in a user name cannot start a forged line, and an escape sequence
-cannot repaint a terminal. The HTTP front and the web app use the same helper.
+cannot repaint a terminal. The HTTP front (its request lines) and the web app use it.
 """
 
 from __future__ import annotations

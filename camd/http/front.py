@@ -27,7 +27,7 @@ from typing import Any
 import h11
 
 from camd.http import tls
-from camd.http.pool import Pool
+from camd.http.pool import MAX_QUEUED, WORKERS, Pool
 from camd.http.wsgi import ABORT, MORE, STREAM, Exchange, Outcome, Peer, WsgiApp, plain_response
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,8 @@ class HttpServer:
         listener: socket.socket,
         *,
         tls_context: ssl.SSLContext | None = None,
-        workers: int = 8,
-        max_queued: int = 64,
+        workers: int = WORKERS,
+        max_queued: int = MAX_QUEUED,
         request_timeout: float = REQUEST_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
         max_waiting: int = MAX_WAITING,

@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 import h11
 
+from camd import logsafe
 from camd.http.fanout import StreamBody
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,6 @@ class Outcome:
     data: bytes
     then: str
     stream: StreamBody | None = None
-    status: int = 0
 
 
 def environ_for(request: h11.Request, body: bytes, peer: Peer) -> dict[str, Any]:
@@ -150,7 +150,7 @@ class Exchange:
         try:
             iterable = self.app(environ, self._start_response)
         except Exception:
-            log.exception("the app failed on %s %r", self.request.method.decode("ascii"), self._path)
+            log.exception("the app failed on %s %s", self.request.method.decode("ascii"), self._path)
             return self._failed()
         self._iterable = iterable
         if isinstance(iterable, StreamBody):
@@ -158,7 +158,7 @@ class Exchange:
         try:
             self._iterator = iter(iterable)
         except Exception:
-            log.exception("the app's body failed on %r", self._path)
+            log.exception("the app's body failed on %s", self._path)
             return self._failed()
         return self.pull(room)
 
@@ -181,19 +181,19 @@ class Exchange:
                     break
                 size += self._emit(piece, out)
             else:
-                return Outcome(b"".join(out), MORE, status=self.status)
+                return Outcome(b"".join(out), MORE)
             if self._headers is None:
                 raise RuntimeError("the app returned without calling start_response")
             self._send_head(out)
             out.append(self.conn.send(h11.EndOfMessage()) or b"")
         except Exception:
-            log.exception("the app's response failed on %r", self._path)
+            log.exception("the app's response failed on %s", self._path)
             if self._head_sent:
                 self.close()
-                return Outcome(b"".join(out), ABORT, status=self.status)
+                return Outcome(b"".join(out), ABORT)
             return self._failed()
         self.close()
-        return Outcome(b"".join(out), DONE, status=self.status)
+        return Outcome(b"".join(out), DONE)
 
     def close(self) -> None:
         """The WSGI close() of the app's body: always called, once."""
@@ -203,14 +203,14 @@ class Exchange:
             try:
                 closer()
             except Exception:
-                log.exception("closing the app's body failed on %r", self._path)
+                log.exception("closing the app's body failed on %s", self._path)
 
     # --- helpers ----------------------------------------------------------------------
 
     @property
     def _path(self) -> str:
-        """The request's path for the log: no query (it may carry a secret); %r escapes control characters."""
-        return self.request.target.partition(b"?")[0].decode("latin-1")
+        """The request's path for the log, quoted, escaped and bounded (logsafe); no query: it may carry a secret."""
+        return logsafe.quoted(self.request.target.partition(b"?")[0].decode("latin-1"))
 
     def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
         if exc_info is not None:
@@ -240,7 +240,7 @@ class Exchange:
         response = h11.Response(status_code=self.status, headers=headers, reason=self._reason)
         out.append(self.conn.send(response) or b"")
         self._head_sent = True
-        log.debug("%s %r %d", self.request.method.decode("ascii"), self._path, self.status)
+        log.debug("%s %s %d", self.request.method.decode("ascii"), self._path, self.status)
 
     def _emit(self, piece: bytes, out: list[bytes]) -> int:
         if not piece:
@@ -262,13 +262,13 @@ class Exchange:
             out: list[bytes] = []
             self._send_head(out)
         except Exception:
-            log.exception("the stream's head failed on %r", self._path)
+            log.exception("the stream's head failed on %s", self._path)
             return self._failed()
         if self._bodyless or self.status != 200:
             self.close()
-            return Outcome(b"".join(out) + (self.conn.send(h11.EndOfMessage()) or b""), DONE, status=self.status)
+            return Outcome(b"".join(out) + (self.conn.send(h11.EndOfMessage()) or b""), DONE)
         self._iterable = None  # the body is the fan-out's now; the front closes it if the hand-over fails
-        return Outcome(b"".join(out), STREAM, stream=body, status=self.status)
+        return Outcome(b"".join(out), STREAM, stream=body)
 
     def _failed(self) -> Outcome:
         """A 500 in place of a response that had not begun; the connection is closed after it."""
@@ -279,5 +279,5 @@ class Exchange:
                 self.conn, 500, "Internal Server Error", "internal server error\n", head_only=self._bodyless
             )
         except h11.LocalProtocolError:
-            return Outcome(b"", ABORT, status=500)
-        return Outcome(data, DONE, status=500)
+            return Outcome(b"", ABORT)
+        return Outcome(data, DONE)

@@ -710,6 +710,11 @@ def test_each_request_is_logged_with_its_path_escaped_and_no_secret(
         exchange(served, get("/a%0aFAKE%20LINE?password=hunter2", "Authorization: Basic c2VjcmV0OnNlY3JldA==", CLOSE))
     lines = [record.getMessage() for record in caplog.records if record.name == "camd.http.wsgi"]
     assert lines == ["GET '/a%0aFAKE%20LINE' 200"]  # as sent (decoding is the app's), on one line
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="camd.http"):
+        exchange(served, get("/" + "x" * 10_000, CLOSE))
+    (long,) = [record.getMessage() for record in caplog.records if record.name == "camd.http.wsgi"]
+    assert len(long) < 300, "a client's 10 KB path made a 10 KB log line"
     assert not any("hunter2" in r.getMessage() or "c2VjcmV0" in r.getMessage() for r in caplog.records)
 
 
