@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import time
 
-from flask import Blueprint, Response, abort, jsonify, request
+from flask import Blueprint, Response, abort, request
 
 from camd.http import CONTENT_TYPE, StreamBody
 from camd.variants import VariantError, VariantKey, Variants, parse_variant
 from camd.web.context import current_parts
+from camd.web.errors import error_response
 
 bp = Blueprint("stream", __name__)
 
@@ -54,9 +55,9 @@ def mjpeg() -> Response:
     latest = parts.hub.latest
     key = requested_variant(latest.width if latest is not None else parts.hub.camera.width)
     if latest is None:
-        return _busy("the camera is starting", 2)
+        return error_response(503, "the camera is starting", retry_after=2)
     if not parts.fanout.reserve():
-        return _busy(f"too many viewers (at most {parts.settings.max_clients})", 10)
+        return error_response(503, f"too many viewers (at most {parts.settings.max_clients})", retry_after=10)
     # The front hands this body, with the socket, to the fan-out; passed through as it is.
     body = StreamBody(parts.fanout, fps, key)
     response = Response(body, content_type=CONTENT_TYPE, direct_passthrough=True)
@@ -69,18 +70,11 @@ def snapshot() -> Response:
     frame = current_parts().hub.latest_live
     key = requested_variant(frame.width if frame is not None else current_parts().hub.camera.width)
     if frame is None:
-        return _busy("no picture yet: the camera is warming up", 2)
+        return error_response(503, "no picture yet: the camera is warming up", retry_after=2)
     maker = variants()
     response = Response(frame.jpeg() if maker is None else maker.jpeg(frame, key), mimetype="image/jpeg")
     response.headers["X-Timestamp"] = f"{frame.timestamp:.6f}"
     if request.args.get("download"):
         name = time.strftime("snapshot-%Y%m%d-%H%M%S.jpg", time.localtime(frame.timestamp))
         response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
-
-
-def _busy(message: str, retry_after: int) -> Response:
-    response = jsonify(error=message)
-    response.status_code = 503
-    response.headers["Retry-After"] = str(retry_after)
     return response

@@ -36,6 +36,8 @@ from typing import NamedTuple
 
 from flask import Flask, Response, current_app
 
+from camd.web.errors import error_response
+
 ALLOWED_FAILURES = 5
 WINDOW = 600.0
 LOCKOUT = 60.0
@@ -264,6 +266,4 @@ def current() -> Throttle:
 
 
 def too_many(retry_after: int) -> Response:
-    from camd.web.errors import error_response
-
-    return error_response(429, "Too many wrong passwords came from your address.", retry_after=retry_after)
+    return error_response(429, retry_after=retry_after)  # WORDS[429] says what happened

@@ -53,21 +53,13 @@ def webm(day: str) -> Response:
     except LookupError:
         abort(404)
     except TimelapseError as exc:
-        response = jsonify(error=f"no timelapse of {day}: {exc}")
-        response.status_code = 500
-        return response
+        return error_response(500, f"no timelapse of {day}: {exc}")
     if path is None:
-        response = jsonify(status="building", day=day)
-        response.status_code = 202
-        response.headers["Retry-After"] = str(BUILD_RETRY_AFTER)
-        return response
+        return _building(day, BUILD_RETRY_AFTER)
     try:
         handle = path.open("rb")
     except FileNotFoundError:  # replaced by a newer build just now
-        response = jsonify(status="building", day=day)
-        response.status_code = 202
-        response.headers["Retry-After"] = "1"
-        return response
+        return _building(day, 1)
     info = os.fstat(handle.fileno())
     response = Response(wrap_file(request.environ, handle), mimetype="video/webm", direct_passthrough=True)
     response.content_length = info.st_size
@@ -118,4 +110,12 @@ def mjpeg(day: str) -> Response:
     response = Response(play(made.stills_root, stills, fps, made.stopping), mimetype=CONTENT_TYPE)
     response.call_on_close(playbacks.release)  # the front closes every response body, finished or not
     response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _building(day: str, retry_after: int) -> Response:
+    """202: the timelapse is being built; ask again after ``retry_after`` seconds."""
+    response = jsonify(status="building", day=day)
+    response.status_code = 202
+    response.headers["Retry-After"] = str(retry_after)
     return response
