@@ -39,11 +39,8 @@ def relative(location: str) -> str:
     return urlunsplit(("", "", path, parts.query, parts.fragment))
 
 
-class _Response(Response):
-    # Locations stay as the app wrote them (relative), never completed from the request's Host.
-    autocorrect_location_header = False
-
-
 def init_app(app: Flask) -> None:
-    app.response_class = _Response
+    # Locations stay as the app wrote them (relative), never completed from the request's Host: Werkzeug's
+    # Response no longer completes them (autocorrect_location_header is False since 2.1), and _apply makes
+    # the redirects Werkzeug builds itself relative.
     app.after_request(_apply)
