@@ -181,10 +181,9 @@ class Timelapses:
             raise
         took = time.monotonic() - started
         self.built += 1
-        self.last_build = {"day": day, "frames": frames, "seconds": round(took, 2), "bytes": final.stat().st_size}
-        log.info(
-            "built the timelapse of %s: %d stills in %.1fs (%d KB)", day, frames, took, final.stat().st_size // 1024
-        )
+        size = final.stat().st_size
+        self.last_build = {"day": day, "frames": frames, "seconds": round(took, 2), "bytes": size}
+        log.info("built the timelapse of %s: %d stills in %.1fs (%d KB)", day, frames, took, size // 1024)
         self._remove_others(day, keep=final)
 
     def _remove_others(self, day: str, keep: Path) -> None:

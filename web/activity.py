@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Flask, Response, abort, jsonify, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request, url_for
 
 from camd.activity_monitor import ActivityMonitor
 from camd.stills_index import DAY_RE, day_of
@@ -40,8 +40,12 @@ def api() -> Response:
     parts = monitor()
     body = parts.day(_day())
     for event in body["events"]:
-        still = event.get("still")
-        event["still"] = f"/stills/{still}" if still else None
+        still = event.get("still")  # "day/name", or None
+        if still and "stills.still" in current_app.view_functions:
+            day, name = still.split("/", 1)
+            event["still"] = url_for("stills.still", day=day, name=name)  # under any URL prefix, as the gallery's
+        else:
+            event["still"] = None
     body["level"] = round(parts.level, 4)
     body["last_activity"] = parts.last_active
     body["now"] = time.time()
