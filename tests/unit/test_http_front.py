@@ -133,6 +133,16 @@ def read_response(
     return status, headers, body
 
 
+def recv_until(sock: socket.socket, data: bytes, marker: bytes) -> bytes:
+    """``data`` and what ``sock`` sends next, up to where ``marker`` is in it: EOFError at EOF, never a spin."""
+    while marker not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise EOFError(data)
+        data += more
+    return data
+
+
 CLOSE = "Connection: close"  # for an exchange that need not wait out the keep-alive
 
 
@@ -663,16 +673,11 @@ def test_a_stream_is_handed_to_the_fan_out_and_holds_no_worker(streaming: tuple[
     served, fanout, hub = streaming
     with served.connect() as viewer:
         viewer.sendall(get("/stream.mjpg"))
-        buffer = bytearray()
-        while b"\r\n\r\n" not in buffer:
-            buffer += viewer.recv(65536)
-        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        head, _, rest = recv_until(viewer, b"", b"\r\n\r\n").partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ") and b"Transfer-Encoding: chunked" in head and b"X-App: stream" in head
-        while b"first" not in rest:
-            rest += viewer.recv(65536)
+        rest = recv_until(viewer, rest, b"first")
         hub.publish(jpeg=b"\xff\xd8second\xff\xd9")
-        while b"second" not in rest:
-            rest += viewer.recv(65536)
+        rest = recv_until(viewer, rest, b"second")
         assert fanout.viewers == 1
         # The pool's only worker is free: the viewer is the fan-out's now, and the front forgot it.
         with served.connect() as other:
@@ -687,9 +692,7 @@ def test_a_stream_under_http_1_0_is_not_chunked(streaming: tuple[Served, Fanout,
     served, fanout, _ = streaming
     with served.connect() as viewer:
         viewer.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
-        data = b""
-        while b"first" not in data:
-            data += viewer.recv(65536)
+        data = recv_until(viewer, b"", b"first")
         head, _, rest = data.partition(b"\r\n\r\n")
         assert b"chunked" not in head.lower() and rest.startswith(b"--" + BOUNDARY.encode())
     wait_until_true(lambda: fanout.viewers == 0, 3)
