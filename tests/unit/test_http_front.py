@@ -22,6 +22,7 @@ import pytest
 
 from camd.http import BOUNDARY, CONTENT_TYPE, Fanout, HttpServer, StreamBody, bind, server_context
 from camd.hub import Hub
+from tests.support import wait_until
 
 BIG = 8 * 1024 * 1024
 
@@ -208,9 +209,7 @@ def test_a_full_pool_answers_503_with_retry_after(serve: Callable[..., Served]) 
     socks = [served.connect() for _ in range(3)]
     try:
         socks[0].sendall(get("/block"))
-        deadline = time.monotonic() + 3
-        while served.app.running < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: served.app.running >= 1, 3, what="the blocking request to be under way")
         socks[1].sendall(get("/queued"))
         time.sleep(0.2)
         socks[2].sendall(get("/third"))
@@ -441,9 +440,7 @@ def test_a_reader_that_stops_is_dropped_after_the_write_timeout_and_the_body_clo
     try:
         stalled.sendall(get("/big"))
         assert served.app.closed.wait(6), "the body's close() was not called"
-        deadline = time.monotonic() + 3
-        while served.server.connections and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: served.server.connections == 0, 3, what="the stalled connection to be dropped")
         assert served.server.connections == 0
     finally:
         stalled.close()
@@ -685,7 +682,7 @@ def test_a_stream_is_handed_to_the_fan_out_and_holds_no_worker(streaming: tuple[
             status, _, _ = read_response(other, bytearray(), head_request=True)
             assert status == 200
         assert served.server.connections <= 1
-    wait_until_true(lambda: fanout.viewers == 0, 3)  # the viewer left: its slot, and the HEAD's, released
+    wait_until(lambda: fanout.viewers == 0, 3, what="the viewer to leave, releasing its slot and the HEAD's")
 
 
 def test_a_stream_under_http_1_0_is_not_chunked(streaming: tuple[Served, Fanout, Hub]) -> None:
@@ -695,14 +692,7 @@ def test_a_stream_under_http_1_0_is_not_chunked(streaming: tuple[Served, Fanout,
         data = recv_until(viewer, b"", b"first")
         head, _, rest = data.partition(b"\r\n\r\n")
         assert b"chunked" not in head.lower() and rest.startswith(b"--" + BOUNDARY.encode())
-    wait_until_true(lambda: fanout.viewers == 0, 3)
-
-
-def wait_until_true(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    wait_until(lambda: fanout.viewers == 0, 3, what="the viewer to leave")
 
 
 def test_each_request_is_logged_with_its_path_escaped_and_no_secret(
@@ -722,9 +712,7 @@ def test_stop_lets_a_request_under_way_finish_and_closes_the_rest(serve: Callabl
     busy = served.connect()
     try:
         busy.sendall(get("/block"))
-        deadline = time.monotonic() + 3
-        while served.app.running < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: served.app.running >= 1, 3, what="the blocking request to be under way")
         threading.Timer(0.3, served.app.release.set).start()
         started = time.monotonic()
         served.server.stop()
