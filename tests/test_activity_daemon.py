@@ -19,8 +19,6 @@ from camd.stills_index import day_of
 from tests.support import require_tool, wait_until
 from tests.support.daemon import FAST_WARMUP, Daemon
 
-pytestmark = pytest.mark.slow
-
 LOOP_SECONDS = 8.0
 MOVING = (3.0, 5.0)  # seconds into each loop while the object moves
 RECORDING_FPS = 10

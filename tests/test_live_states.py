@@ -16,8 +16,6 @@ from tests.support import wait_until
 from tests.support.browser import watched_page
 from tests.support.daemon import FAST_WARMUP, Daemon
 
-pytestmark = pytest.mark.slow
-
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 

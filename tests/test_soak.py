@@ -177,7 +177,6 @@ def soak_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
     daemon.stop()
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_soak(soak_daemon: tuple[Daemon, Path]) -> None:
     daemon, control = soak_daemon
