@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from bench.loadclient import cpu_seconds
 from tests.support import require_tool, wait_until
 from tests.support.daemon import FAST_WARMUP, PASSWORD, USER, Daemon
 from tests.support.streams import StreamWatcher
@@ -63,12 +64,6 @@ def status_field(pid: int, name: str) -> int:
         if key == name:
             return int(value.split()[0])
     raise AssertionError(f"no {name} in /proc/{pid}/status")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_fds(pid: int) -> int:
@@ -376,9 +371,9 @@ def test_out_of_fds_the_daemon_waits_quietly_and_recovers(daemon_factory: Callab
     socks = open_many(daemon.port, 400, b"GET /healthz HTTP/1.1\r\nHost: camd\r\n", timeout=3)
     try:
         time.sleep(0.5)  # accept has met the limit by now
-        cpu_before, measured = cpu_seconds(pid), time.monotonic()
+        cpu_before, measured = cpu_seconds([pid]), time.monotonic()
         time.sleep(5)
-        cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - measured)
+        cpu = (cpu_seconds([pid]) - cpu_before) / (time.monotonic() - measured)
         fds = open_fds(pid)
     finally:
         close_all(socks)

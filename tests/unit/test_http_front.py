@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import socket
 import ssl
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.loadclient import cpu_seconds
 from camd.http import BOUNDARY, CONTENT_TYPE, Fanout, HttpServer, StreamBody, bind, server_context
 from camd.hub import Hub
 from tests.support import wait_until
@@ -589,11 +589,6 @@ EMFILE_SERVER = textwrap.dedent(
 )
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_out_of_file_descriptors_pauses_logs_once_and_recovers() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", EMFILE_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -605,13 +600,13 @@ def test_out_of_file_descriptors_pauses_logs_once_and_recovers() -> None:
         port = int(proc.stdout.readline())
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         assert soft > 300
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds([proc.pid])
         for _ in range(100):
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t")
             socks.append(sock)
         time.sleep(1.0)
-        cpu = cpu_seconds(proc.pid) - cpu0
+        cpu = cpu_seconds([proc.pid]) - cpu0
         assert cpu < 0.25, f"{cpu:.2f} s of CPU in 1 s while out of descriptors"
         # While they still hold their descriptors, a real request gets in: the stalled ones are closed to make room.
         asked = time.monotonic()
