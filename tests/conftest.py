@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults import ENV, STALL, set_mode
 from tests.support.browser import chromium
 from tests.support.daemon import FAST_WARMUP, Daemon
 from tests.support.notify import NotifySocket
@@ -44,6 +45,28 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait()
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Iterator[Callable[..., tuple[Daemon, Path]]]:
+    """Start camd under tests.faults; returns the daemon and its fault control file."""
+    started: list[Daemon] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> tuple[Daemon, Path]:
+        state = tmp_path / f"faulty{len(started)}"
+        state.mkdir()
+        control = state / "fault"
+        set_mode(control, "ok")
+        environ = {ENV: str(control), **(env or {})}
+        daemon = Daemon(state, ("--stall-timeout", STALL, *FAST_WARMUP, *args), environ, "tests.faults")
+        started.append(daemon)
+        daemon.start()
+        return daemon, control
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.stop()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from camd.settings import Settings
 from camd.sources import Captured, Source, SourceError, SourceInfo
 
 ENV = "CAMD_TEST_FAULTS"
+STALL = "1"  # the --stall-timeout, seconds, of a daemon the tests start under these faults: a hang shows soon
 MODES = ("ok", "flaky", "gone", "hang")
 
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from camd.stills_index import day_of
@@ -18,8 +17,6 @@ from tests.support import wait_until
 from tests.support.browser import watched_page
 from tests.support.daemon import Daemon
 from tests.test_activity_daemon import QUIET, activity_recording, ended_events, source
-
-pytestmark = pytest.mark.slow
 
 STRIP_INK = """() => {
   const canvas = document.getElementById("activity-strip");

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -18,8 +19,7 @@ import requests
 from camd.stills_index import day_of
 from tests.support import require_tool, wait_until
 from tests.support.daemon import FAST_WARMUP, Daemon
-
-pytestmark = pytest.mark.slow
+from tests.support.streams import next_part
 
 LOOP_SECONDS = 8.0
 MOVING = (3.0, 5.0)  # seconds into each loop while the object moves
@@ -222,24 +222,12 @@ def fetch_webm(daemon: Daemon, day: str, timeout: float = 60) -> requests.Respon
     return result
 
 
-def mjpeg_parts(response: requests.Response) -> Iterator[tuple[dict[str, str], bytes]]:
-    data = response.content
-    boundary = b"--camdframe"
-    for chunk in data.split(boundary)[1:]:
-        if chunk.startswith(b"--"):
-            return
-        head, _, rest = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
-        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
-        yield headers, rest[: int(headers["Content-Length"])]
-
-
-def test_timelapse_webm_and_mjpeg(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> None:
+def test_timelapse_webm_and_mjpeg(tmp_path: Path) -> None:
     day = "2026-01-02"
     state = tmp_path / "planted"
     stills = plant_stills(state / "stills", day, 24, (640, 360))
     daemon = Daemon(state, ("--source", "test", "--width", "320", "--height", "240", *FAST_WARMUP,
                             "--stills-interval", "1h", *NO_RETENTION, "--no-activity"))  # fmt: skip
-    state.mkdir(exist_ok=True)
     try:
         daemon.start()
         first = daemon.get(f"/stills/{day}.webm")
@@ -259,8 +247,9 @@ def test_timelapse_webm_and_mjpeg(daemon_factory: Callable[..., Daemon], tmp_pat
         stream = daemon.get(f"/stills/{day}/timelapse.mjpg?fps=12")
         took = time.monotonic() - started
         assert stream.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=camdframe"
-        parts = list(mjpeg_parts(stream))
-        assert [body for _, body in parts] == [path.read_bytes() for path in stills]
+        reader = io.BytesIO(stream.content)
+        parts = list(iter(lambda: next_part(reader, b"--camdframe"), None))
+        assert [part.body for part in parts] == [path.read_bytes() for path in stills]
         assert 23 / 12 - 0.3 <= took <= 10, took  # paced at the asked rate, and it ends by itself
         assert daemon.get(f"/stills/{day}/timelapse.mjpg?fps=0").status_code == 400
         assert daemon.get(f"/stills/{day}/timelapse.mjpg?fps=fast").status_code == 400

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from bench.loadclient import cpu_seconds
 from tests.support import require_tool, wait_until
 from tests.support.daemon import FAST_WARMUP, PASSWORD, USER, Daemon
 from tests.support.streams import StreamWatcher
@@ -63,12 +64,6 @@ def status_field(pid: int, name: str) -> int:
         if key == name:
             return int(value.split()[0])
     raise AssertionError(f"no {name} in /proc/{pid}/status")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_fds(pid: int) -> int:
@@ -294,7 +289,6 @@ SLOW_HEADS = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SLOW_HEADS))
 def test_slow_heads_hold_nothing_and_end_within_the_deadline(daemon_factory: Callable[..., Daemon], shape: str) -> None:
     daemon = daemon_factory(*SMALL, "--max-clients", str(MAX_CLIENTS))
@@ -323,7 +317,6 @@ def test_slow_heads_hold_nothing_and_end_within_the_deadline(daemon_factory: Cal
         assert attacker.statuses[-1] in (400, 408, 431), attacker.received[:200]
 
 
-@pytest.mark.slow
 def test_a_trickled_request_inside_tls_ends_within_the_deadline(
     daemon_factory: Callable[..., Daemon],
     certificate: tuple[Path, Path],  # noqa: F811
@@ -369,7 +362,6 @@ def tls_daemon(daemon_factory: Callable[..., Daemon], cert: Path, key: Path, *ar
 # --- 2. out of file descriptors --------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_out_of_fds_the_daemon_waits_quietly_and_recovers(daemon_factory: Callable[..., Daemon]) -> None:
     daemon = daemon_factory(*SMALL, wrapper=fd_limit(256))
     pid = pid_of(daemon)
@@ -379,9 +371,9 @@ def test_out_of_fds_the_daemon_waits_quietly_and_recovers(daemon_factory: Callab
     socks = open_many(daemon.port, 400, b"GET /healthz HTTP/1.1\r\nHost: camd\r\n", timeout=3)
     try:
         time.sleep(0.5)  # accept has met the limit by now
-        cpu_before, measured = cpu_seconds(pid), time.monotonic()
+        cpu_before, measured = cpu_seconds([pid]), time.monotonic()
         time.sleep(5)
-        cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - measured)
+        cpu = (cpu_seconds([pid]) - cpu_before) / (time.monotonic() - measured)
         fds = open_fds(pid)
     finally:
         close_all(socks)
@@ -438,7 +430,6 @@ SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: camd\r\n\r\n"
 CHUNKED_POST = b"POST /healthz HTTP/1.1\r\nHost: camd\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "body",
     [SMUGGLED, chunk(SMUGGLED) + b"0\r\n\r\n"],
@@ -467,7 +458,6 @@ BAD_FRAMING = {
 }  # fmt: skip
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BAD_FRAMING))
 def test_ambiguous_framing_gets_400_and_close(daemon: Daemon, name: str) -> None:
     received, closed = conversation(daemon, BAD_FRAMING[name])
@@ -477,7 +467,6 @@ def test_ambiguous_framing_gets_400_and_close(daemon: Daemon, name: str) -> None
     assert closed, "the connection stayed open after a request it could not frame"
 
 
-@pytest.mark.slow
 def test_a_chunked_body_over_64_kib_gets_413_and_close(daemon: Daemon) -> None:
     body = b"".join(chunk(b"x" * 4096) for _ in range(BODY_LIMIT // 4096 + 1))  # no last chunk: it is over anyway
     received, closed = conversation(daemon, CHUNKED_POST.replace(b"/healthz", b"/api/stills") + body)
@@ -566,7 +555,6 @@ class Viewers:
         close_all(self.socks)
 
 
-@pytest.mark.slow
 def test_threads_grow_neither_with_max_clients_nor_with_viewers(daemon_factory: Callable[..., Daemon]) -> None:
     small = daemon_factory(*SMALL, "--max-clients", "20")
     small_threads = settled_threads(pid_of(small))
@@ -653,7 +641,6 @@ class SlowReader:
         self._thread.join(5)
 
 
-@pytest.mark.slow
 def test_a_slow_reader_of_a_large_zip_costs_no_memory_and_is_dropped_when_it_stalls(tmp_path: Path) -> None:
     state = tmp_path / "state"
     size = plant_day(state / "stills")
@@ -704,7 +691,6 @@ MIXED_FD_LIMIT = 512
 MIXED_SPARE_FDS = 48  # left for the viewer, the /healthz polls and the daemon's own files
 
 
-@pytest.mark.slow
 def test_a_viewer_keeps_its_frame_rate_through_a_mixed_attack(
     daemon_factory: Callable[..., Daemon],
     certificate: tuple[Path, Path],  # noqa: F811

@@ -8,43 +8,20 @@ comes back again and again is picked up every time, by viewers that stayed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.faults import ENV, set_mode
+from tests.faults import STALL, set_mode
 from tests.support import wait_until
-from tests.support.daemon import FAST_WARMUP, Daemon
+from tests.support.daemon import Daemon
 from tests.support.notify import NotifySocket
 from tests.support.recordings import is_green, make_recording
 from tests.support.streams import Part, StreamWatcher, decode, is_placeholder
 
-STALL = "1"  # stall_timeout for these tests, seconds
 SMALL = ("--width", "320", "--height", "240", "--fps", "15")
-
-
-@pytest.fixture
-def faulty(tmp_path: Path) -> Iterator[Callable[..., tuple[Daemon, Path]]]:
-    """Start camd under tests.faults; returns the daemon and its fault control file."""
-    started: list[Daemon] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> tuple[Daemon, Path]:
-        state = tmp_path / f"faulty{len(started)}"
-        state.mkdir()
-        control = state / "fault"
-        set_mode(control, "ok")
-        environ = {ENV: str(control), **(env or {})}
-        daemon = Daemon(state, ("--stall-timeout", STALL, *FAST_WARMUP, *args), environ, "tests.faults")
-        started.append(daemon)
-        daemon.start()
-        return daemon, control
-
-    yield start
-    for daemon in started:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.stop()
 
 
 def rss_kb(pid: int) -> int:

@@ -14,8 +14,6 @@ import pytest
 from tests.support import wait_until
 from tests.support.daemon import FAST_WARMUP, REPO, Daemon
 
-pytestmark = pytest.mark.slow
-
 
 def camd(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CAMD_") and k != "NOTIFY_SOCKET"}

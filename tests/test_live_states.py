@@ -4,38 +4,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
-from tests.faults import ENV, set_mode
+from tests.faults import set_mode
 from tests.support import wait_until
 from tests.support.browser import watched_page
-from tests.support.daemon import FAST_WARMUP, Daemon
-
-pytestmark = pytest.mark.slow
+from tests.support.daemon import Daemon
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture
-def faulty(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
-    """camd under tests.faults (its camera can be unplugged on command) and the fault control file."""
-    state = tmp_path / "state"
-    state.mkdir()
-    control = state / "fault"
-    set_mode(control, "ok")
-    args = ("--source", "test", "--width", "640", "--height", "480", "--stall-timeout", "1", *FAST_WARMUP)
-    daemon = Daemon(state, args, {ENV: str(control)}, "tests.faults")
-    try:
-        yield daemon.start(), control
-    finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.stop()
 
 
 def _status(page: Any) -> tuple[str, str]:
@@ -48,8 +29,8 @@ def _in_view(page: Any, selector: str, viewport: dict[str, int]) -> bool:
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"]
 
 
-def test_live_line_follows_the_camera(faulty: tuple[Daemon, Path], browser: Any) -> None:
-    daemon, control = faulty
+def test_live_line_follows_the_camera(faulty: Callable[..., tuple[Daemon, Path]], browser: Any) -> None:
+    daemon, control = faulty("--source", "test", "--width", "640", "--height", "480")
     context = browser.new_context(
         viewport=DESKTOP, http_credentials={"username": daemon.auth[0], "password": daemon.auth[1]}
     )

@@ -11,13 +11,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 from camd.web.throttle import ALLOWED_FAILURES
 from tests.support import require_tool
 from tests.support.daemon import FAST_WARMUP, PASSWORD, REPO, USER, Daemon
-
-pytestmark = pytest.mark.slow
 
 BURST = 80
 MIB = 1024 * 1024

@@ -31,8 +31,6 @@ import requests
 from tests.support import nginx, require_tool, stop_process, wait_until
 from tests.support.daemon import FAST_WARMUP, PASSWORD, REPO, USER, Daemon
 
-pytestmark = pytest.mark.slow
-
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 README_HLS_PATH = "/var/lib/nginx/camd-hls"
 README_RTMP_LISTEN = "127.0.0.1:1935"

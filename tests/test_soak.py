@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 import requests
 
-from tests.faults import ENV, set_mode
+from tests.faults import set_mode
 from tests.support import wait_until
-from tests.support.daemon import FAST_WARMUP, PASSWORD, USER, Daemon
+from tests.support.daemon import PASSWORD, USER, Daemon
 
 SOAK_SECONDS = float(os.environ.get("CAMD_SOAK_SECONDS", "120"))
 # The same load first, until the working set is in: caches, the busy server threads and what native
@@ -164,23 +164,11 @@ class Load:
         self.stop.wait(rng.uniform(0.1, 0.5))
 
 
-@pytest.fixture
-def soak_daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
-    state = tmp_path / "state"
-    state.mkdir()
-    control = state / "fault"
-    set_mode(control, "ok")
-    args = ("--source", "test", "--width", "640", "--height", "480", "--fps", "15", "--stall-timeout", "1",
-            "--stills-interval", "2s", *FAST_WARMUP)  # fmt: skip
-    daemon = Daemon(state, args, {ENV: str(control)}, "tests.faults").start()
-    yield daemon, control
-    daemon.stop()
-
-
-@pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_soak(soak_daemon: tuple[Daemon, Path]) -> None:
-    daemon, control = soak_daemon
+def test_soak(faulty: Callable[..., tuple[Daemon, Path]]) -> None:
+    daemon, control = faulty(
+        "--source", "test", "--width", "640", "--height", "480", "--fps", "15", "--stills-interval", "2s"
+    )
     assert daemon.proc is not None
     pid = daemon.proc.pid
     fresh = usage(pid)

@@ -15,7 +15,6 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.support import wait_until
@@ -282,7 +281,6 @@ def test_disk_trouble_logs_keeps_streaming_and_recovers(daemon_factory: Callable
     assert not temp_files(root)
 
 
-@pytest.mark.slow
 def test_kill_9_at_random_moments_never_leaves_a_partial_still(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()

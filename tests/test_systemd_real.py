@@ -37,8 +37,6 @@ import pytest
 from tests.support import require_tool, wait_until
 from tests.support.daemon import REPO
 
-pytestmark = pytest.mark.slow
-
 SUITE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv")
 CACHE = Path(os.environ.get("CAMD_TEST_CACHE", "/var/cache/camd-tests"))

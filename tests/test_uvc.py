@@ -27,8 +27,6 @@ from tests.support.notify import NotifySocket
 from tests.support.recordings import moving_picture
 from tests.support.streams import StreamWatcher, decode, is_placeholder
 
-pytestmark = pytest.mark.slow
-
 FAKECAM = REPO / "tests" / "fakecam"
 LIBRARY = FAKECAM / "libfakecam.so"
 FPS = 15

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -16,16 +16,7 @@ from camd.http import parts
 from camd.http.fanout import Fanout, StreamBody
 from camd.hub import Hub
 from camd.variants import VariantKey, Variants
-
-
-def wait_until(check: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.support import wait_until
 
 
 def jpeg(number: int, size: int = 300) -> bytes:
@@ -121,7 +112,7 @@ def test_frames_arrive_in_order_after_the_pending_head(hub: Hub, fanout: Fanout,
         seen.append(frame_number(reader.part()))
     assert seen == list(range(1, 30))
     theirs.close()
-    wait_until(lambda: released, 3, "the slot to be released")
+    wait_until(lambda: released, 3, what="the slot to be released")
     assert fanout.viewers == 0 and released == [1]
 
 
@@ -153,7 +144,7 @@ def test_a_reader_that_stops_is_dropped_after_the_write_timeout_and_released_onc
     for number in range(40):
         hub.publish(jpeg=jpeg(number, 200_000))
         time.sleep(0.01)
-    wait_until(lambda: fanout.viewers == 0, 5, "the stalled viewer to be dropped")
+    wait_until(lambda: fanout.viewers == 0, 5, what="the stalled viewer to be dropped")
     released.append(time.monotonic() - started)
     assert released[0] >= 1.0  # not before the write timeout
     body.close()  # the WSGI close() after a hand-off must not release the slot again
@@ -184,7 +175,7 @@ def test_stop_ends_viewers_and_releases_every_slot(hub: Hub) -> None:
     for ours, _ in pairs:
         assert fanout.reserve()
         StreamBody(fanout, None).hand_off(ours, chunked=False, pending=b"")
-    wait_until(lambda: all(theirs.recv(10, socket.MSG_PEEK) for _, theirs in pairs), 3, "first frames")
+    wait_until(lambda: all(theirs.recv(10, socket.MSG_PEEK) for _, theirs in pairs), 3, what="first frames")
     fanout.stop()
     assert fanout.viewers == 0
     assert not fanout.reserve()  # stopping: no new viewer
@@ -244,7 +235,7 @@ def test_each_viewer_gets_its_variant_made_once_per_frame_and_full_size_gets_the
     for pair in readers.values():
         for reader in pair:
             reader.part()  # the newest frame at once
-    wait_until(lambda: variants.viewers() == {FULL: 2, SMALL: 2, LOW: 2}, 3, "every viewer to be watched")
+    wait_until(lambda: variants.viewers() == {FULL: 2, SMALL: 2, LOW: 2}, 3, what="every viewer to be watched")
     encodes_before = dict(variants.counts())
     sent = []
     for number in range(1, 11):
@@ -261,7 +252,7 @@ def test_each_viewer_gets_its_variant_made_once_per_frame_and_full_size_gets_the
     assert counts[SMALL][0] - encodes_before.get(SMALL, (0, 0))[0] == 10
     assert counts[LOW][0] - encodes_before.get(LOW, (0, 0))[0] == 10
     assert FULL not in counts
-    wait_until(lambda: all(variants.sent().get(key, (0, 0))[0] >= 22 for key in readers), 3, "sends to be counted")
+    wait_until(lambda: all(variants.sent().get(key, (0, 0))[0] >= 22 for key in readers), 3, what="sends to be counted")
     frames, nbytes = variants.sent()[FULL]
     assert frames == 22 and nbytes > 22 * len(sent[-1])
 
@@ -275,11 +266,11 @@ def test_a_variant_is_watched_exactly_while_its_viewers_are_connected(
     first.part(), second.part()
     assert variants.viewers() == {SMALL: 2}
     first.sock.close()
-    wait_until(lambda: variants.viewers() == {SMALL: 1}, 3, "the first viewer to be unwatched")
+    wait_until(lambda: variants.viewers() == {SMALL: 1}, 3, what="the first viewer to be unwatched")
     hub.publish(jpeg=real_jpeg(1))
     assert width_of(second.part()) == 320
     second.sock.close()
-    wait_until(lambda: variants.viewers() == {} and fanout.viewers == 0, 3, "the variant to be unwatched")
+    wait_until(lambda: variants.viewers() == {} and fanout.viewers == 0, 3, what="the variant to be unwatched")
     encodes = variants.counts()[SMALL][0]
     for number in range(2, 6):  # nobody watches: nothing is made
         hub.publish(jpeg=real_jpeg(number))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import socket
 import ssl
@@ -20,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from bench.loadclient import cpu_seconds
 from camd.http import BOUNDARY, CONTENT_TYPE, Fanout, HttpServer, StreamBody, bind, server_context
 from camd.hub import Hub
+from tests.support import wait_until
 
 BIG = 8 * 1024 * 1024
 
@@ -133,6 +134,16 @@ def read_response(
     return status, headers, body
 
 
+def recv_until(sock: socket.socket, data: bytes, marker: bytes) -> bytes:
+    """``data`` and what ``sock`` sends next, up to where ``marker`` is in it: EOFError at EOF, never a spin."""
+    while marker not in data:
+        more = sock.recv(65536)
+        if not more:
+            raise EOFError(data)
+        data += more
+    return data
+
+
 CLOSE = "Connection: close"  # for an exchange that need not wait out the keep-alive
 
 
@@ -198,9 +209,7 @@ def test_a_full_pool_answers_503_with_retry_after(serve: Callable[..., Served]) 
     socks = [served.connect() for _ in range(3)]
     try:
         socks[0].sendall(get("/block"))
-        deadline = time.monotonic() + 3
-        while served.app.running < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: served.app.running >= 1, 3, what="the blocking request to be under way")
         socks[1].sendall(get("/queued"))
         time.sleep(0.2)
         socks[2].sendall(get("/third"))
@@ -431,9 +440,7 @@ def test_a_reader_that_stops_is_dropped_after_the_write_timeout_and_the_body_clo
     try:
         stalled.sendall(get("/big"))
         assert served.app.closed.wait(6), "the body's close() was not called"
-        deadline = time.monotonic() + 3
-        while served.server.connections and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: served.server.connections == 0, 3, what="the stalled connection to be dropped")
         assert served.server.connections == 0
     finally:
         stalled.close()
@@ -582,11 +589,6 @@ EMFILE_SERVER = textwrap.dedent(
 )
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def test_out_of_file_descriptors_pauses_logs_once_and_recovers() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", EMFILE_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -598,13 +600,13 @@ def test_out_of_file_descriptors_pauses_logs_once_and_recovers() -> None:
         port = int(proc.stdout.readline())
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         assert soft > 300
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0 = cpu_seconds([proc.pid])
         for _ in range(100):
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t")
             socks.append(sock)
         time.sleep(1.0)
-        cpu = cpu_seconds(proc.pid) - cpu0
+        cpu = cpu_seconds([proc.pid]) - cpu0
         assert cpu < 0.25, f"{cpu:.2f} s of CPU in 1 s while out of descriptors"
         # While they still hold their descriptors, a real request gets in: the stalled ones are closed to make room.
         asked = time.monotonic()
@@ -663,16 +665,11 @@ def test_a_stream_is_handed_to_the_fan_out_and_holds_no_worker(streaming: tuple[
     served, fanout, hub = streaming
     with served.connect() as viewer:
         viewer.sendall(get("/stream.mjpg"))
-        buffer = bytearray()
-        while b"\r\n\r\n" not in buffer:
-            buffer += viewer.recv(65536)
-        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        head, _, rest = recv_until(viewer, b"", b"\r\n\r\n").partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ") and b"Transfer-Encoding: chunked" in head and b"X-App: stream" in head
-        while b"first" not in rest:
-            rest += viewer.recv(65536)
+        rest = recv_until(viewer, rest, b"first")
         hub.publish(jpeg=b"\xff\xd8second\xff\xd9")
-        while b"second" not in rest:
-            rest += viewer.recv(65536)
+        rest = recv_until(viewer, rest, b"second")
         assert fanout.viewers == 1
         # The pool's only worker is free: the viewer is the fan-out's now, and the front forgot it.
         with served.connect() as other:
@@ -680,26 +677,17 @@ def test_a_stream_is_handed_to_the_fan_out_and_holds_no_worker(streaming: tuple[
             status, _, _ = read_response(other, bytearray(), head_request=True)
             assert status == 200
         assert served.server.connections <= 1
-    wait_until_true(lambda: fanout.viewers == 0, 3)  # the viewer left: its slot, and the HEAD's, released
+    wait_until(lambda: fanout.viewers == 0, 3, what="the viewer to leave, releasing its slot and the HEAD's")
 
 
 def test_a_stream_under_http_1_0_is_not_chunked(streaming: tuple[Served, Fanout, Hub]) -> None:
     served, fanout, _ = streaming
     with served.connect() as viewer:
         viewer.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
-        data = b""
-        while b"first" not in data:
-            data += viewer.recv(65536)
+        data = recv_until(viewer, b"", b"first")
         head, _, rest = data.partition(b"\r\n\r\n")
         assert b"chunked" not in head.lower() and rest.startswith(b"--" + BOUNDARY.encode())
-    wait_until_true(lambda: fanout.viewers == 0, 3)
-
-
-def wait_until_true(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    wait_until(lambda: fanout.viewers == 0, 3, what="the viewer to leave")
 
 
 def test_each_request_is_logged_with_its_path_escaped_and_no_secret(
@@ -724,9 +712,7 @@ def test_stop_lets_a_request_under_way_finish_and_closes_the_rest(serve: Callabl
     busy = served.connect()
     try:
         busy.sendall(get("/block"))
-        deadline = time.monotonic() + 3
-        while served.app.running < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: served.app.running >= 1, 3, what="the blocking request to be under way")
         threading.Timer(0.3, served.app.release.set).start()
         started = time.monotonic()
         served.server.stop()
