@@ -278,12 +278,18 @@ class ActivityMonitor:
                 levels[index] = max(levels[index], round(level, 4))
         return {"day": day, "events": events, "levels": levels}
 
-    def status(self) -> dict[str, Any]:
-        current = self.events.current
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        with self._lock:
+            # An event that just ended is still going on until its still and end are logged, as in day().
+            active = self.events.current is not None or self._finishing is not None
+        last = self.last_active
         return {
             "level": round(self.level, 4),
-            "active": current is not None,
-            "last_activity": self.last_active,
+            "active": active,
+            "last_activity": last,
+            # Measured here, so a page shows "12 min ago" right whatever its own clock says.
+            "seconds_since_activity": None if last is None else round(max(0.0, now - last), 1),
             "events": self.hub.counters.get("activity_events"),
             "event_stills": self.hub.counters.get("activity_stills"),
             "light_switches": self.detector.light_switches,

@@ -97,10 +97,14 @@ def check_pages(daemon: Daemon, browser: Any, size: tuple[int, int], events: lis
     state = page.evaluate(VIDEO_STATE)
     assert state["width"] == 320 and state["duration"] > 0 and state["error"] is None
 
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
     assert page.goto(daemon.url("/live")).status == 200
     line = page.locator("#last-activity")
     wait_until(line.is_visible, 10, what="the last-activity line")
     assert re.fullmatch(r"Activity now|Last activity (just now|\d+ min ago)", line.inner_text()), line.inner_text()
+    # The line comes with the status the page polls anyway: no viewer makes camd read the day's log.
+    assert not [url for url in fetched if "/api/activity" in url], fetched
     wait_until(lambda: int(page.evaluate("document.getElementById('picture').dataset.frames")) > 0, 10,
                what="the live picture")  # fmt: skip
     shoot(page, f"live-{width}x{height}")

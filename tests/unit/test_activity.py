@@ -238,6 +238,7 @@ def test_the_monitor_shows_the_event_going_on_logs_its_end_and_a_new_process_rea
     going = monitor.day(day, now)
     expected = {"start": round(now, 3), "end": None, "peak": 0.1, "peak_time": round(now, 3), "still": None}
     assert going["events"] == [expected]
+    assert monitor.status(now + 30)["active"] and monitor.status(now + 30)["seconds_since_activity"] == 30.0
     minute = int((now - day_start(day)) // 60)
     assert len(going["levels"]) == minute + 1 and going["levels"][minute] == 0.1
     monitor.observe(None, now + 0.2, Sample(0.3, True))
@@ -245,6 +246,8 @@ def test_the_monitor_shows_the_event_going_on_logs_its_end_and_a_new_process_rea
     ended = monitor.day(day, now + 1.5)["events"]
     assert [(e["end"], e["peak"], e["peak_time"]) for e in ended] == [(round(now + 0.2, 3), 0.3, round(now + 0.2, 3))]
     assert hub.counters.get("activity_events") == 1 and monitor.last_active == now + 0.2
+    status = monitor.status(now + 600.2)
+    assert not status["active"] and status["seconds_since_activity"] == 600.0 and status["last_activity"] == now + 0.2
     monitor.stop()  # writes the minute so far
 
     again = ActivityMonitor(settings, Hub(80), ActivityLog(tmp_path / "activity"))

@@ -123,6 +123,7 @@
         camera = body.camera;
         sourceFps = body.capture_fps || sourceFps;
         render(); // say a change of state at once, not at the next tick
+        document.dispatchEvent(new CustomEvent("camd:status", { detail: body })); // for the activity line
       }
     } catch (error) {
       // The stream's own reconnect says the rest; keep the last known camera state.
