@@ -195,6 +195,8 @@ class StillIndex:
     def _range(self, day: str | None) -> tuple[int, int]:
         if day is None:
             return 0, len(self._items)
+        if not DAY_RE.fullmatch(day):
+            return 0, 0  # "2026-11" would otherwise match a whole month by prefix
         compact = day.replace("-", "")
         low = bisect.bisect_left(self._items, (compact, -1), key=_key)
         high = bisect.bisect_left(self._items, (compact + "~", -1), key=_key)

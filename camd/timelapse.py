@@ -118,7 +118,7 @@ class Timelapses:
         LookupError when the day has no stills.
         """
         stills = self.index.of_day(day)
-        if not stills or not DAY_RE.fullmatch(day):
+        if not stills:
             raise LookupError(day)
         sig = signature(stills, self.fps)
         path = self.path_for(day, sig)

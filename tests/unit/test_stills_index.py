@@ -98,6 +98,9 @@ def test_replace_orders_oldest_first_and_counts(index: StillIndex) -> None:
         "20240102-120000-10.jpg",
     ]
     assert index.days() == [("2024-01-03", 1), ("2024-01-02", 3), ("2024-01-01", 1)]
+    # Only a whole day names a day: a month, a year or a blank is no prefix of the day's stills.
+    for not_a_day in ("2024-01", "2024", "", "2024-01-02x"):
+        assert index.of_day(not_a_day) == [] and index.count(not_a_day) == 0 and index.newest(day=not_a_day) == []
 
 
 @pytest.mark.parametrize(
