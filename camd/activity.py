@@ -88,10 +88,12 @@ def small_grey(jpeg: bytes | None = None, pixels: np.ndarray | None = None) -> n
     else:
         assert pixels is not None
         height, width = pixels.shape[:2]
-        step = max(1, width // (ANALYSIS_WIDTH * 2))
-        # Striding first keeps the cost independent of the frame size; INTER_AREA then averages away noise.
-        strided = np.ascontiguousarray(pixels[::step, ::step])
-        grey = cv2.cvtColor(strided, cv2.COLOR_BGR2GRAY) if strided.ndim == 3 else strided
+        if width > ANALYSIS_WIDTH * 2:
+            # Every n-th pixel first keeps the cost independent of the frame size (OpenCV's nearest-neighbour
+            # loop: 0.35 ms at 720p, against 0.8 ms for numpy striding); INTER_AREA then averages away noise.
+            size = (ANALYSIS_WIDTH * 2, max(1, round(height * ANALYSIS_WIDTH * 2 / width)))
+            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_NEAREST)
+        grey = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY) if pixels.ndim == 3 else pixels
         target = min(ANALYSIS_WIDTH, grey.shape[1])
         size = (target, max(1, round(grey.shape[0] * target / grey.shape[1])))
         small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
@@ -159,7 +161,7 @@ class Detector:
         if previous is None or noise is None or keep is None or previous.shape != small.shape:
             self._start(small)
             return Sample(0.0, False, learning=True)
-        # Whole-picture operations only (no fancy indexing): this runs several times a second.
+        # Whole-picture OpenCV operations only, as few as will do: this runs several times a second.
         current = small.astype(np.float32)
         area = self._area
         if area == 0:
@@ -169,25 +171,24 @@ class Detector:
         now = cv2.mean(small, mask=self._mask_u8)[0]
         gain = (self._previous_mean + 1.0) / (now + 1.0)
         current_matched = current * gain if GAIN_LIMITS[0] <= gain <= GAIN_LIMITS[1] else current
-        difference: np.ndarray = np.asarray(cv2.absdiff(current_matched, previous), np.float32)
+        difference = cv2.absdiff(current_matched, previous)
         threshold = noise * self.factor
         np.maximum(threshold, self.min_difference, out=threshold)
-        changed = difference > threshold
+        changed = cv2.compare(difference, threshold, cv2.CMP_GT)  # 255 where changed
         if self._mask_u8 is not None:
-            changed &= keep
-        fraction = cv2.countNonZero(changed.view(np.uint8)) / area
+            cv2.bitwise_and(changed, self._mask_u8, dst=changed)
+        fraction = cv2.countNonZero(changed) / area
         self._previous, self._previous_mean = current, now
         sudden = fraction >= LIGHT_SWITCH_WITH_GAIN[0] and abs(math.log(gain)) >= LIGHT_SWITCH_WITH_GAIN[1]
         if fraction >= LIGHT_SWITCH_FRACTION or sudden:
             self.light_switches += 1
             self._learning = LEARN_SAMPLES
             return Sample(0.0, False, learning=True, light_switch=True)
-        # The noise floor learns only from pixels that did not change, so activity does not raise it.
+        # The noise floor learns only from pixels that did not change, so activity does not raise it:
+        # noise += alpha * (max(difference, NOISE_MIN) - noise) where unchanged.
         alpha = 0.3 if self._learning else self.noise_alpha
         np.maximum(difference, NOISE_MIN, out=difference)
-        difference -= noise
-        difference *= alpha
-        np.add(noise, difference, out=noise, where=~changed)
+        cv2.accumulateWeighted(difference, noise, alpha, mask=cv2.bitwise_not(changed))
         if self._learning:
             self._learning -= 1
             return Sample(0.0, False, learning=True)
