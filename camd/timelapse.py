@@ -91,11 +91,6 @@ class Timelapses:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def stopping(self) -> threading.Event:
-        """Set when camd stops: streams of stills end."""
-        return self._stop
-
     def start(self) -> None:
         self._clean_temp()
         self.prune()

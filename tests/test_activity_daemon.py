@@ -251,6 +251,21 @@ def test_timelapse_webm_and_mjpeg(tmp_path: Path) -> None:
         parts = list(iter(lambda: next_part(reader, b"--camdframe"), None))
         assert [part.body for part in parts] == [path.read_bytes() for path in stills]
         assert 23 / 12 - 0.3 <= took <= 10, took  # paced at the asked rate, and it ends by itself
+        # Slow playbacks, more than the front has workers: each waits between stills without one.
+        playbacks = [
+            requests.get(daemon.url(f"/stills/{day}/timelapse.mjpg?fps=0.5"), auth=daemon.auth, stream=True, timeout=10)
+            for _ in range(12)
+        ]
+        try:
+            assert [playback.status_code for playback in playbacks] == [200] * 12
+            for playback in playbacks:
+                assert next_part(playback.raw, b"--camdframe").body == stills[0].read_bytes()  # type: ignore[union-attr]
+            asked = time.monotonic()
+            assert daemon.get("/api/status").status_code == 200
+            assert time.monotonic() - asked < 1.0, "twelve paused playbacks slowed the app down"
+        finally:
+            for playback in playbacks:
+                playback.close()
         assert daemon.get(f"/stills/{day}/timelapse.mjpg?fps=0").status_code == 400
         assert daemon.get(f"/stills/{day}/timelapse.mjpg?fps=fast").status_code == 400
         assert daemon.get("/stills/2001-01-01.webm").status_code == 404

@@ -11,6 +11,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from werkzeug.wsgi import wrap_file
 
+from camd.http import Pause
 from camd.http.parts import BOUNDARY, CONTENT_TYPE, part
 from camd.stills_index import DAY_RE, Still
 from camd.timelapse import TimelapseError, Timelapses
@@ -23,8 +24,9 @@ bp = Blueprint("timelapse", __name__)
 MIN_FPS = 0.2
 MAX_FPS = 60.0
 BUILD_RETRY_AFTER = 3  # seconds a browser waits before asking for a timelapse being built again
-# Each playback holds a worker of the front's small pool while it waits for the next still: bounded.
-MAX_PLAYBACKS = 2
+# A playback holds no worker between stills (its pauses are the front's), but each still is read from disk
+# on one: bounded all the same.
+MAX_PLAYBACKS = 16
 PLAYBACKS = "camd.timelapse_playbacks"
 
 
@@ -76,11 +78,11 @@ def _fps() -> float:
     return timelapses().fps if fps is None else fps
 
 
-def play(root: Path, stills: list[Still], fps: float, stop: threading.Event) -> Iterator[bytes]:
+def play(root: Path, stills: list[Still], fps: float) -> Iterator[bytes | Pause]:
     """The stills' own bytes as multipart parts, one every 1/fps seconds; ends after the last one.
 
-    Runs outside the request context, so it gets what it needs. Waiting is on the
-    daemon's stop flag, so a shutdown ends the stream at once.
+    Runs outside the request context, so it gets what it needs. Between stills it
+    yields a Pause: the front waits, not a worker, and a shutdown simply closes it.
     """
     interval = 1.0 / fps
     due = time.monotonic()
@@ -90,8 +92,8 @@ def play(root: Path, stills: list[Still], fps: float, stop: threading.Event) -> 
         except OSError:
             continue  # deleted since the list was made
         wait = due - time.monotonic()
-        if wait > 0 and stop.wait(wait):
-            return
+        if wait > 0:
+            yield Pause(wait)
         due = max(due + interval, time.monotonic())
         yield part(data, still.time)
     yield f"--{BOUNDARY}--\r\n".encode()
@@ -107,7 +109,8 @@ def mjpeg(day: str) -> Response:
     playbacks: threading.BoundedSemaphore = current_app.extensions[PLAYBACKS]
     if not playbacks.acquire(blocking=False):
         return error_response(503, f"{MAX_PLAYBACKS} timelapses are playing already; try again later", retry_after=10)
-    response = Response(play(made.stills_root, stills, fps, made.stopping), mimetype=CONTENT_TYPE)
+    # Werkzeug passes the Pause items through untouched; camd's front (camd.http.wsgi) acts on them.
+    response = Response(play(made.stills_root, stills, fps), mimetype=CONTENT_TYPE)  # type: ignore[arg-type]
     response.call_on_close(playbacks.release)  # the front closes every response body, finished or not
     response.headers["X-Accel-Buffering"] = "no"
     return response

@@ -5,6 +5,7 @@ from camd.http.front import HttpServer
 from camd.http.listen import BindError, bind
 from camd.http.parts import BOUNDARY, CONTENT_TYPE
 from camd.http.tls import TlsError, server_context
+from camd.http.wsgi import Pause
 
 __all__ = [
     "BOUNDARY",
@@ -12,6 +13,7 @@ __all__ = [
     "BindError",
     "Fanout",
     "HttpServer",
+    "Pause",
     "StreamBody",
     "TlsError",
     "bind",

@@ -4,14 +4,17 @@ A connection belongs to this thread until a complete, bounded request exists
 (head and body, within one deadline); only then is it given to the worker pool,
 which runs the app and hands bytes back. The front writes them, keeps at most
 ``MAX_UNSENT`` bytes per connection (a worker pulls more of a large body when it
-has drained), and takes the connection back for its next request. A stream
-viewer's socket goes from here to the fan-out. No thread ever waits on a client.
+has drained, and none while a paced body pauses), and takes the connection back
+for its next request. A stream viewer's socket goes from here to the fan-out. No
+thread ever waits on a client, or on a body's pause.
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import heapq
+import itertools
 import logging
 import os
 import resource
@@ -84,6 +87,8 @@ class Conn:
     exchange: Exchange | None = None
     then: str = ""  # what follows once ``out`` is written: MORE, DONE or ABORT
     busy: bool = False  # a job of this connection is queued or running
+    resume_at: float = 0.0  # the body asked for a pause: pull no more before this (monotonic)
+    paused: bool = False  # waiting in the front's list of paused bodies
     events: int = 0
 
 
@@ -116,6 +121,8 @@ class HttpServer:
         self._conns: dict[int, Conn] = {}
         self._waiting: collections.OrderedDict[int, Conn] = collections.OrderedDict()  # oldest deadline first
         self._lingering: collections.OrderedDict[int, Conn] = collections.OrderedDict()
+        self._pacing: list[tuple[float, int, Conn]] = []  # a heap: paced bodies by when they go on
+        self._order = itertools.count()  # ties in that heap, so connections are never compared
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._paused_until = 0.0  # accepting stopped (out of file descriptors) until then
@@ -197,9 +204,10 @@ class HttpServer:
                 if not stop_by:
                     stop_by = now + STOP_GRACE
                     self._watch_listener(False)
-                # Each pass: a connection whose last response has just gone out is idle now, and done with.
+                # Each pass: a connection whose last response has just gone out is idle now, and done with;
+                # so is a paced body in a pause (stills played at 1 a second would hold the stop up).
                 for idle in list(self._conns.values()):
-                    if idle.state in (PEEKING, HANDSHAKE, READING, LINGERING):
+                    if idle.state in (PEEKING, HANDSHAKE, READING, LINGERING) or (idle.paused and not idle.out):
                         self._close(idle)
                 if not self._conns or now >= stop_by:
                     return
@@ -232,6 +240,8 @@ class HttpServer:
                 soonest = min(soonest, next(iter(pool.values())).deadline)
         if self._paused_until:
             soonest = min(soonest, self._paused_until)
+        if self._pacing:
+            soonest = min(soonest, self._pacing[0][0])
         return max(0.0, soonest - now)
 
     def _wake(self) -> None:
@@ -520,6 +530,7 @@ class HttpServer:
             return
         conn.out += outcome.data
         conn.then = outcome.then
+        conn.resume_at = outcome.resume_at
         if outcome.then != MORE:
             conn.exchange = None
         if conn.state != WRITING:
@@ -585,6 +596,11 @@ class HttpServer:
         """Below the low-water mark, a worker produces more of the body while the rest goes out."""
         exchange = conn.exchange
         if conn.then != MORE or conn.busy or exchange is None or len(conn.out) >= LOW_WATER:
+            return
+        if conn.resume_at > time.monotonic():  # a paced body: no worker is taken until its pause is over
+            if not conn.paused:
+                conn.paused = True
+                heapq.heappush(self._pacing, (conn.resume_at, next(self._order), conn))
             return
         room = MAX_UNSENT - len(conn.out)
         conn.busy = True
@@ -684,6 +700,11 @@ class HttpServer:
             if conn.deadline > now:
                 break
             self._close(conn)
+        while self._pacing and self._pacing[0][0] <= now:
+            conn = heapq.heappop(self._pacing)[2]
+            conn.paused = False
+            if conn.state != CLOSED:
+                self._maybe_pull(conn)
         if self._paused_until and now >= self._paused_until and not self._stop.is_set():
             self._paused_until = 0.0
             self._watch_listener(True)

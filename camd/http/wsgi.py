@@ -13,6 +13,7 @@ import email.utils
 import io
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,17 @@ MORE = "more"  # the body goes on: pull again when the connection has drained
 DONE = "done"  # the response is complete; h11 says whether the connection is kept
 STREAM = "stream"  # hand the socket to the fan-out
 ABORT = "abort"  # the response cannot be completed: close the connection
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Yielded by a response body instead of bytes: go on after ``seconds``.
+
+    A paced body (stills played at a few a second, say) holds no worker while it
+    waits: the front writes what came before, and asks for more once the time is up.
+    """
+
+    seconds: float
 
 
 def plain_response(
@@ -76,6 +88,7 @@ class Outcome:
     data: bytes
     then: str
     stream: StreamBody | None = None
+    resume_at: float = 0.0  # MORE: not before this time (time.monotonic()), the body asked for a pause
 
 
 def environ_for(request: h11.Request, body: bytes, peer: Peer) -> dict[str, Any]:
@@ -136,8 +149,8 @@ class Exchange:
         self._reason = b""
         self._headers: list[tuple[str, str]] | None = None
         self._head_sent = False
-        self._iterable: Iterable[bytes] | None = None
-        self._iterator: Iterator[bytes] | None = None
+        self._iterable: Iterable[bytes | Pause] | None = None
+        self._iterator: Iterator[bytes | Pause] | None = None
         self._written: list[bytes] = []  # from the legacy write() callable
         self._bodyless = request.method == b"HEAD"
 
@@ -169,8 +182,8 @@ class Exchange:
         try:
             if self._written:
                 pieces, self._written = self._written, []
-                for piece in pieces:
-                    size += self._emit(piece, out)
+                for written in pieces:
+                    size += self._emit(written, out)
             assert self._iterator is not None
             if self._bodyless or self.status in (204, 304):
                 self._iterator = iter(())
@@ -179,6 +192,10 @@ class Exchange:
                     piece = next(self._iterator)
                 except StopIteration:
                     break
+                if isinstance(piece, Pause):
+                    if self._headers is not None:
+                        self._send_head(out)  # the client knows its answer has begun
+                    return Outcome(b"".join(out), MORE, resume_at=time.monotonic() + max(0.0, piece.seconds))
                 size += self._emit(piece, out)
             else:
                 return Outcome(b"".join(out), MORE)

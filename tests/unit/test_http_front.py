@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bench.loadclient import cpu_seconds
-from camd.http import BOUNDARY, CONTENT_TYPE, Fanout, HttpServer, StreamBody, bind, server_context
+from camd.http import BOUNDARY, CONTENT_TYPE, Fanout, HttpServer, Pause, StreamBody, bind, server_context
 from camd.hub import Hub
 from tests.support import wait_until
 
@@ -28,13 +28,14 @@ BIG = 8 * 1024 * 1024
 
 
 class App:
-    """Routes by path: echo, block (until released), big (a large body), boom (raises), count."""
+    """Routes by path: echo, block (until released), big (a large body), paced (pauses), boom (raises), count."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.running = 0
         self.produced = 0
         self.closed = threading.Event()
+        self.paced_closed = threading.Event()
         self.calls = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -48,6 +49,9 @@ class App:
         if path == "/big":
             start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(BIG))])
             return self._big()
+        if path == "/paced":
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+            return self._paced()  # type: ignore[return-value]
         if path == "/echo":
             body = environ["wsgi.input"].read()
             start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -55,6 +59,16 @@ class App:
         text = f"{environ['REQUEST_METHOD']} {path} {environ['QUERY_STRING']}".encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(text))), ("X-App", "1")])
         return [text]
+
+    def _paced(self) -> Iterator[bytes | Pause]:
+        try:
+            yield b"a"
+            yield Pause(0.4)
+            yield b"b"
+            yield Pause(0.4)
+            yield b"c"
+        finally:
+            self.paced_closed.set()
 
     def _big(self) -> Iterator[bytes]:
         piece = b"z" * 65536
@@ -444,6 +458,37 @@ def test_a_reader_that_stops_is_dropped_after_the_write_timeout_and_the_body_clo
         assert served.server.connections == 0
     finally:
         stalled.close()
+
+
+def test_a_paced_body_holds_no_worker_while_it_pauses(serve: Callable[..., Served]) -> None:
+    served = serve(workers=1)
+    with served.connect() as paced, served.connect() as other:
+        started = time.monotonic()
+        paced.sendall(get("/paced"))
+        first = recv_until(paced, b"", b"\r\n\r\na")  # the head and the body's first byte, before its pause
+        # The only worker is free during the pause: another client is answered at once.
+        asked = time.monotonic()
+        other.sendall(get("/x", CLOSE))
+        assert read_response(other, bytearray())[0] == 200
+        assert time.monotonic() - asked < 0.3, "a paused body held the only worker"
+        buffer = bytearray(first)
+        status, _, body = read_response(paced, buffer)
+        assert (status, body) == (200, b"abc")
+        assert time.monotonic() - started >= 0.75, "the pauses were not kept"
+        paced.sendall(get("/x", CLOSE))  # and the connection is kept alive after it
+        assert read_response(paced, buffer)[0] == 200
+    assert served.app.paced_closed.wait(2)
+
+
+def test_stop_closes_a_paced_body_in_its_pause(serve: Callable[..., Served]) -> None:
+    served = serve()
+    with served.connect() as paced:
+        paced.sendall(get("/paced"))
+        recv_until(paced, b"", b"\r\n\r\na")
+        started = time.monotonic()
+        served.server.stop()
+        assert time.monotonic() - started < 1.0, "stop() waited for a paced body to go on"
+        assert served.app.paced_closed.wait(2)
 
 
 def test_the_body_is_closed_when_the_client_goes_away(serve: Callable[..., Served]) -> None:
