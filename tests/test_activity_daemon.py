@@ -266,6 +266,17 @@ def test_timelapse_webm_and_mjpeg(tmp_path: Path) -> None:
         finally:
             for playback in playbacks:
                 playback.close()
+        # What they cost together is bounded too: one at 60 stills a second leaves no room for another.
+        fast = requests.get(daemon.url(f"/stills/{day}/timelapse.mjpg?fps=60"), auth=daemon.auth, stream=True,
+                            timeout=10)  # fmt: skip
+        try:
+            assert fast.status_code == 200
+            refused = daemon.get(f"/stills/{day}/timelapse.mjpg?fps=1")
+            assert refused.status_code == 503 and refused.headers["Retry-After"] == "10"
+        finally:
+            fast.close()
+        wait_until(lambda: daemon.get(f"/stills/{day}/timelapse.mjpg?fps=60").status_code == 200, 10,
+                   what="the fast playback's share back once it is closed")  # fmt: skip
         assert daemon.get(f"/stills/{day}/timelapse.mjpg?fps=0").status_code == 400
         assert daemon.get(f"/stills/{day}/timelapse.mjpg?fps=fast").status_code == 400
         assert daemon.get("/stills/2001-01-01.webm").status_code == 404

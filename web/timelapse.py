@@ -25,9 +25,33 @@ MIN_FPS = 0.2
 MAX_FPS = 60.0
 BUILD_RETRY_AFTER = 3  # seconds a browser waits before asking for a timelapse being built again
 # A playback holds no worker between stills (its pauses are the front's), but each still is read from disk
-# on one: bounded all the same.
+# and sent: what all playbacks together cost is bounded, in stills a second, and so is their number.
 MAX_PLAYBACKS = 16
+MAX_TOTAL_FPS = MAX_FPS
 PLAYBACKS = "camd.timelapse_playbacks"
+
+
+class Playbacks:
+    """The timelapse streams playing now, and their stills a second; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.fps = 0.0
+
+    def start(self, fps: float) -> bool:
+        """Count a new playback in, unless it would take the total past either bound."""
+        with self._lock:
+            if self.count >= MAX_PLAYBACKS or self.fps + fps > MAX_TOTAL_FPS + 1e-9:
+                return False
+            self.count += 1
+            self.fps += fps
+            return True
+
+    def end(self, fps: float) -> None:
+        with self._lock:
+            self.count -= 1
+            self.fps = max(0.0, self.fps - fps)
 
 
 def timelapses() -> Timelapses:
@@ -37,7 +61,7 @@ def timelapses() -> Timelapses:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions[PLAYBACKS] = threading.BoundedSemaphore(MAX_PLAYBACKS)
+    app.extensions[PLAYBACKS] = Playbacks()
     app.register_blueprint(bp)
 
 
@@ -106,12 +130,12 @@ def mjpeg(day: str) -> Response:
     stills = made.index.of_day(_checked_day(day))
     if not stills:
         abort(404)
-    playbacks: threading.BoundedSemaphore = current_app.extensions[PLAYBACKS]
-    if not playbacks.acquire(blocking=False):
-        return error_response(503, f"{MAX_PLAYBACKS} timelapses are playing already; try again later", retry_after=10)
+    playbacks: Playbacks = current_app.extensions[PLAYBACKS]
+    if not playbacks.start(fps):
+        return error_response(503, "too many timelapses are playing already; try again later", retry_after=10)
     # Werkzeug passes the Pause items through untouched; camd's front (camd.http.wsgi) acts on them.
     response = Response(play(made.stills_root, stills, fps), mimetype=CONTENT_TYPE)  # type: ignore[arg-type]
-    response.call_on_close(playbacks.release)  # the front closes every response body, finished or not
+    response.call_on_close(lambda: playbacks.end(fps))  # the front closes every response body, finished or not
     response.headers["X-Accel-Buffering"] = "no"
     return response
 

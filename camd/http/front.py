@@ -353,7 +353,9 @@ class HttpServer:
     # --- reading ------------------------------------------------------------------------
 
     def _on_ready(self, conn: Conn) -> None:
-        if conn.state == WRITING:  # a TLS write that wanted to read first
+        if conn.state == WRITING and conn.paused and not conn.out:
+            self._check_gone(conn)
+        elif conn.state == WRITING:  # a TLS write that wanted to read first
             self._write(conn)
         elif conn.state == PEEKING:
             self._peek(conn)
@@ -363,6 +365,21 @@ class HttpServer:
             self._read(conn)
         elif conn.state == LINGERING:
             self._drain_linger(conn)
+
+    def _check_gone(self, conn: Conn) -> None:
+        """During a paced body's pause: close at once if the client has gone, so its body ends now."""
+        try:
+            # The raw socket under TLS too: only its end matters here, and nothing is consumed.
+            data = socket.socket.recv(conn.sock, 1, socket.MSG_PEEK)
+        except _WANT:
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if not data:
+            self._close(conn)
+        else:
+            self._watch(conn, 0)  # a pipelined request (or a TLS record): read after the body, as ever
 
     def _peek(self, conn: Conn) -> None:
         try:
@@ -528,6 +545,8 @@ class HttpServer:
         if outcome.then == STREAM:
             self._hand_off(conn, outcome)
             return
+        if not conn.out:
+            conn.progress_at = time.monotonic()  # nothing was owed during a pause: the write clock starts now
         conn.out += outcome.data
         conn.then = outcome.then
         conn.resume_at = outcome.resume_at
@@ -601,6 +620,8 @@ class HttpServer:
             if not conn.paused:
                 conn.paused = True
                 heapq.heappush(self._pacing, (conn.resume_at, next(self._order), conn))
+            if not conn.out:
+                self._watch(conn, selectors.EVENT_READ)  # a client that leaves meanwhile is seen at once
             return
         room = MAX_UNSENT - len(conn.out)
         conn.busy = True

@@ -51,7 +51,7 @@ class App:
             return self._big()
         if path == "/paced":
             start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
-            return self._paced()  # type: ignore[return-value]
+            return self._paced(float(environ["QUERY_STRING"] or 0.4))  # type: ignore[return-value]
         if path == "/echo":
             body = environ["wsgi.input"].read()
             start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -60,12 +60,12 @@ class App:
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(text))), ("X-App", "1")])
         return [text]
 
-    def _paced(self) -> Iterator[bytes | Pause]:
+    def _paced(self, pause: float) -> Iterator[bytes | Pause]:
         try:
             yield b"a"
-            yield Pause(0.4)
+            yield Pause(pause)
             yield b"b"
-            yield Pause(0.4)
+            yield Pause(pause)
             yield b"c"
         finally:
             self.paced_closed.set()
@@ -480,6 +480,15 @@ def test_a_paced_body_holds_no_worker_while_it_pauses(serve: Callable[..., Serve
     assert served.app.paced_closed.wait(2)
 
 
+def test_a_client_that_leaves_during_a_pause_ends_the_body_at_once(serve: Callable[..., Served]) -> None:
+    served = serve()
+    with served.connect() as paced:
+        paced.sendall(get("/paced?3"))
+        recv_until(paced, b"", b"\r\n\r\na")
+        time.sleep(0.1)  # the pause has begun
+    assert served.app.paced_closed.wait(1.5), "the body went on until its pause ended"
+
+
 def test_stop_closes_a_paced_body_in_its_pause(serve: Callable[..., Served]) -> None:
     served = serve()
     with served.connect() as paced:
@@ -547,6 +556,18 @@ def test_tls_serves_keep_alive_requests(serve: Callable[..., Served], certificat
             assert read_response(sock, buffer)[2] == f"GET /tls{number} ".encode()
         sock.sendall(get("/p1") + get("/p2"))
         assert [read_response(sock, buffer)[2] for _ in range(2)] == [b"GET /p1 ", b"GET /p2 "]
+
+
+def test_a_tls_client_that_leaves_during_a_pause_ends_the_body_at_once(
+    serve: Callable[..., Served], certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    served = serve(tls_context=server_context(cert, key))
+    with tls_client(served, cert) as paced:
+        paced.sendall(get("/paced?3"))
+        recv_until(paced, b"", b"\r\n\r\na")
+        time.sleep(0.1)
+    assert served.app.paced_closed.wait(1.5), "the body went on until its pause ended"
 
 
 def test_silent_and_trickling_tls_clients_are_closed_at_the_deadline(
