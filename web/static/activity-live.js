@@ -15,8 +15,8 @@
   }
 
   document.addEventListener("camd:status", (event) => {
-    const status = event.detail;
-    const activity = status.activity;
+    const status = event.detail; // null: the status could not be fetched, so nothing current to say
+    const activity = status && status.activity;
     if (!activity) {
       line.hidden = true;
       return;

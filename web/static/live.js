@@ -115,18 +115,23 @@
     }
   }
 
+  // Others on the page (the activity line) hear each status, or null when it could not be had.
+  function announce(body) {
+    document.dispatchEvent(new CustomEvent("camd:status", { detail: body }));
+  }
+
   async function pollStatus() {
     try {
       const response = await fetch(statusUrl, { cache: "no-store", headers: { Accept: "application/json" } });
-      if (response.ok) {
-        const body = await response.json();
-        camera = body.camera;
-        sourceFps = body.capture_fps || sourceFps;
-        render(); // say a change of state at once, not at the next tick
-        document.dispatchEvent(new CustomEvent("camd:status", { detail: body })); // for the activity line
-      }
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const body = await response.json();
+      camera = body.camera;
+      sourceFps = body.capture_fps || sourceFps;
+      render(); // say a change of state at once, not at the next tick
+      announce(body);
     } catch (error) {
       // The stream's own reconnect says the rest; keep the last known camera state.
+      announce(null);
     }
   }
 
