@@ -29,6 +29,11 @@ if "OPENCV_LOG_LEVEL" not in os.environ:
     # OpenCV's own "[ WARN:0@0.1] ..." lines would repeat what camd logs, in another format.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
+# OpenCV waits this long (whole seconds) in select() for each V4L2 frame, 10 by default; it reads the
+# variable once, at the first wait in the process.
+V4L2_SELECT_TIMEOUT = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
+MIN_SELECT_TIMEOUT = 2  # a camera's first frame after it starts streaming can take over a second
+
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 OPEN_TIMEOUT_MS = 5000
 READ_TIMEOUT_MS = 5000
@@ -277,6 +282,11 @@ class V4L2Source(OpenCVSource):
         self.device: str = v4l2.node_path(device)
         self.description = device
         self.settings = settings
+        # A read of a camera that stopped sending holds it until OpenCV gives up; the supervisor gives up
+        # after stall_timeout and reopens, which finds the camera busy until then. Same length, so
+        # a camera that a reopen revives is back at the first try rather than after OpenCV's 10 s.
+        # An explicit setting in the environment wins; a reload cannot change what OpenCV has read.
+        os.environ.setdefault(V4L2_SELECT_TIMEOUT, str(max(MIN_SELECT_TIMEOUT, math.ceil(settings.stall_timeout))))
 
     def _open_capture(self) -> cv2.VideoCapture:
         target: int | str = int(self.node) if self.node.isdigit() else self.node

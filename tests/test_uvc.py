@@ -92,13 +92,17 @@ class FakeCamera:
         stem.with_suffix(".yuyv").write_bytes(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_YUYV).tobytes())
         return jpeg.tobytes()
 
-    def set_state(self, word: str) -> None:
+    def set_state(self, word: str, *more: str) -> None:
         tmp = self.folder / "state.tmp"
-        tmp.write_text(f"{word} {self.plug}\n")
+        tmp.write_text(" ".join((word, str(self.plug), *more)) + "\n")
         os.replace(tmp, self.folder / "state")
 
     def unplug(self) -> None:
         self.set_state("unplugged")
+
+    def wedge(self) -> None:
+        """The stream running now stops sending; a new one works (a camera that a reopen revives)."""
+        self.set_state("wedged", f"{time.time() * 1000:.0f}")
 
     def replug(self) -> None:
         self.plug += 1  # a new device instance: fds of the old one stay dead
@@ -259,6 +263,24 @@ def test_a_hung_camera_gives_503_and_stops_the_watchdog(
     camera.set_state("plugged")  # the driver recovers: the watchdog is fed again
     daemon.wait_healthy(30)
     notify.wait_watchdogs(2, 10)
+
+
+def test_a_camera_that_stops_sending_is_reopened_as_soon_as_camd_gives_up_on_it(
+    daemon_factory: Callable[..., Daemon], fake_camera: Callable[..., FakeCamera]
+) -> None:
+    camera = fake_camera()
+    # No OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT here: camd sets OpenCV's wait for a frame to its stall timeout
+    # (2 s at least), so the read that hangs lets go of the camera about when camd reopens it.
+    daemon = daemon_factory("--source", "/dev/video0", "--stall-timeout", "1", *FAKE_WARMUP, env=camera.env)
+    streams = sum(line.startswith("streamon") for line in camera.log)
+    camera.wedge()
+    wedged = time.monotonic()
+    wait_until(lambda: daemon.health()[0] == 503, 10, what="camd to see that the camera stopped")
+    daemon.wait_healthy(30)
+    back = time.monotonic() - wedged
+    assert sum(line.startswith("streamon") for line in camera.log) > streams, "live again without a reopen?"
+    # OpenCV's own 10 s wait held it busy past that: 17.0 s here, against 5.0 s.
+    assert back < 9, f"live again {back:.1f} s after the camera stopped sending"
 
 
 def test_a_camera_busy_in_another_program_is_named_in_the_log_and_status(

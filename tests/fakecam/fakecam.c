@@ -27,6 +27,8 @@
  *   plugged   the camera works;
  *   unplugged the nodes vanish (open/stat: ENOENT) and open fds answer ENODEV;
  *   hang      DQBUF never becomes ready (select times out);
+ *   wedged    "wedged <plug> <ms>": streams started before <ms> (Unix time, milliseconds) hang,
+ *             a stream started after works (a camera that a reopen revives);
  * <plug> counts replugs: an fd opened under another count is dead (ENODEV), as after a real
  * replug. Another process streaming is emulated by a flock on $FAKECAM_DIR/busy.lock: whoever
  * holds it makes S_FMT, REQBUFS and STREAMON answer EBUSY.
@@ -151,6 +153,7 @@ struct fake {
     int queued[MAX_BUFFERS];
     unsigned queue[MAX_BUFFERS], queue_len;
     int streaming;
+    long long stream_started; /* ms, Unix time */
     unsigned sequence;
     unsigned served;
     int lockfd;
@@ -255,7 +258,8 @@ __attribute__((constructor)) static void constructor(void) {
 
 /* ---- the runtime state the test steers ---- */
 
-enum { PLUGGED, UNPLUGGED, HUNG };
+enum { PLUGGED, UNPLUGGED, HUNG, WEDGED };
+static long long wedged_since; /* WEDGED: streams started before this (ms) hang */
 
 static int read_state_file(int *plug);
 
@@ -280,11 +284,16 @@ static int read_state_file(int *plug) {
         return PLUGGED;
     text[got] = '\0';
     char word[32] = "";
-    sscanf(text, "%31s %d", word, plug);
+    long long since = 0;
+    sscanf(text, "%31s %d %lld", word, plug, &since);
     if (strcmp(word, "unplugged") == 0)
         return UNPLUGGED;
     if (strcmp(word, "hang") == 0)
         return HUNG;
+    if (strcmp(word, "wedged") == 0) {
+        wedged_since = since;
+        return WEDGED;
+    }
     return PLUGGED;
 }
 
@@ -826,6 +835,9 @@ static int capture_ioctl(struct fake *fake, unsigned long request, void *arg, in
         if (!fake->streaming) {
             fake->streaming = 1;
             fake->served = 0;
+            struct timespec started;
+            clock_gettime(CLOCK_REALTIME, &started);
+            fake->stream_started = (long long)started.tv_sec * 1000 + started.tv_nsec / 1000000;
             arm(fake, state != HUNG);
             char code[5];
             fourcc_text(fake->pixelformat, code);
@@ -884,6 +896,8 @@ int ioctl(int fd, unsigned long request, ...) {
     int result;
     if (state == UNPLUGGED || plug != fake->plug)
         fake->dead = 1;
+    if (state == WEDGED) /* only the streams that were running then */
+        state = fake->streaming && fake->stream_started < wedged_since ? HUNG : PLUGGED;
     if (fake->dead) {
         result = fail(ENODEV);
     } else if (request == VIDIOC_QUERYCAP) {

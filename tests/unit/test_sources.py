@@ -1,6 +1,9 @@
-"""camd.sources without a camera: rotating and mirroring the picture, and what that does to passthrough."""
+"""camd.sources without a camera: rotating and mirroring the picture, what that does to passthrough,
+and how long OpenCV waits for a V4L2 frame."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -76,3 +79,17 @@ def test_the_opener_hands_out_the_first_source_once_then_fresh_ones_of_the_same_
     assert len({id(first), id(second), id(third)}) == 3  # a worker stuck in a read keeps its own
     assert opener.device == "/dev/video7"
     assert [source.device for source in (first, second, third)] == ["/dev/video7"] * 3  # type: ignore[attr-defined]
+
+
+def test_a_v4l2_camera_sets_opencvs_wait_for_a_frame_to_the_stall_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    variable = "OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"
+    monkeypatch.setenv(variable, "")  # so that the test leaves the environment as it found it
+    monkeypatch.delenv(variable)
+    V4L2Source("/dev/video0", load({"stall_timeout": "4.2s"}, environ={}))
+    assert os.environ[variable] == "5"  # whole seconds, rounded up
+    monkeypatch.delenv(variable)
+    V4L2Source("/dev/video0", load({"stall_timeout": "0.5s"}, environ={}))
+    assert os.environ[variable] == "2"  # a first frame may take over a second
+    monkeypatch.setenv(variable, "7")
+    V4L2Source("/dev/video0", load({"stall_timeout": "4s"}, environ={}))
+    assert os.environ[variable] == "7"  # the user's own choice wins
