@@ -126,8 +126,7 @@ class Detector:
         self.light_switches = 0
         self._previous: np.ndarray | None = None
         self._noise: np.ndarray | None = None
-        self._keep: np.ndarray | None = None  # True where the picture is not masked
-        self._mask_u8: np.ndarray | None = None  # the same for OpenCV (255: kept), None without masks
+        self._mask_u8: np.ndarray | None = None  # 255 where the picture is not masked; None without masks
         self._area = 0
         self._previous_mean = 0.0
         self._learning = 0
@@ -140,7 +139,7 @@ class Detector:
         self._previous = small.astype(np.float32)
         if self._noise is None or self._noise.shape != small.shape:
             self._noise = np.full(small.shape, NOISE_START, np.float32)
-            self._keep = keep = self._mask_for(small.shape)
+            keep = self._mask_for(small.shape)
             self._area = int(np.count_nonzero(keep))
             self._mask_u8 = None if self._area == keep.size else keep.astype(np.uint8) * 255
         self._previous_mean = cv2.mean(small, mask=self._mask_u8)[0]  # mask=None: the whole picture
@@ -157,8 +156,8 @@ class Detector:
 
     def feed(self, small: np.ndarray) -> Sample:
         """Score one picture against the one before it."""
-        previous, noise, keep = self._previous, self._noise, self._keep
-        if previous is None or noise is None or keep is None or previous.shape != small.shape:
+        previous, noise = self._previous, self._noise
+        if previous is None or noise is None or previous.shape != small.shape:
             self._start(small)
             return Sample(0.0, False, learning=True)
         # Whole-picture OpenCV operations only, as few as will do: this runs several times a second.
