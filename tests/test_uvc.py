@@ -113,6 +113,10 @@ class FakeCamera:
         path = self.folder / "log"
         return path.read_text().splitlines() if path.exists() else []
 
+    def streams_started(self) -> int:
+        """STREAMONs the driver has been told so far: one per (re)open."""
+        return sum(line.startswith("streamon ") for line in self.log)
+
     def controls_set(self) -> list[str]:
         return [line.removeprefix("s_ctrl ") for line in self.log if line.startswith("s_ctrl ")]
 
@@ -272,13 +276,13 @@ def test_a_camera_that_stops_sending_is_reopened_as_soon_as_camd_gives_up_on_it(
     # No OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT here: camd sets OpenCV's wait for a frame to its stall timeout
     # (2 s at least), so the read that hangs lets go of the camera about when camd reopens it.
     daemon = daemon_factory("--source", "/dev/video0", "--stall-timeout", "1", *FAKE_WARMUP, env=camera.env)
-    streams = sum(line.startswith("streamon") for line in camera.log)
+    streams = camera.streams_started()
     camera.wedge()
     wedged = time.monotonic()
     wait_until(lambda: daemon.health()[0] == 503, 10, what="camd to see that the camera stopped")
     daemon.wait_healthy(30)
     back = time.monotonic() - wedged
-    assert sum(line.startswith("streamon") for line in camera.log) > streams, "live again without a reopen?"
+    assert camera.streams_started() > streams, "live again without a reopen?"
     # OpenCV's own 10 s wait held it busy past that: 17.0 s here, against 5.0 s.
     assert back < 9, f"live again {back:.1f} s after the camera stopped sending"
 
