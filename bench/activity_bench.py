@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from bench.activity_scenes import SWITCH_AT, TIMELINE, frames, truth
+from bench.loadclient import cpu_seconds
 from camd.activity import Detector, Events, small_grey
 from camd.timelapse import build
 from camd.users import set_password
@@ -147,11 +148,6 @@ def recording(path: Path, size: tuple[int, int], fps: int, seconds: int) -> Path
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def daemon_cpu(source: Path, extra: list[str], seconds: float) -> tuple[float, dict[str, object]]:
     """camd's CPU (percent of one core) over ``seconds`` once it is live, and its activity status."""
     import requests
@@ -177,9 +173,9 @@ def daemon_cpu(source: Path, extra: list[str], seconds: float) -> tuple[float, d
                 assert time.monotonic() < deadline, "camd did not get healthy"
                 time.sleep(0.2)
             time.sleep(3)  # past the activity detector's learning
-            before, started = cpu_seconds(proc.pid), time.monotonic()
+            before, started = cpu_seconds([proc.pid]), time.monotonic()
             time.sleep(seconds)
-            used = cpu_seconds(proc.pid) - before
+            used = cpu_seconds([proc.pid]) - before
             percent = 100 * used / (time.monotonic() - started)
             status = requests.get(f"http://127.0.0.1:{port}/api/status", auth=auth, timeout=5).json()
             return percent, status.get("activity") or {}
